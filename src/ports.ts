@@ -1,0 +1,139 @@
+/**
+ * The small interfaces amlcert owns for every external system. Each is implemented by exactly one adapter
+ * module that imports the system's SDK (src/acme, src/azure-dns, src/kubernetes, src/extension, src/dns-check,
+ * src/tls-probe); the use case (src/renewal/renew.ts) sees only these types, and unit tests fake them.
+ */
+
+/** ACME: one order for a set of names, answered with DNS-01. */
+export interface DnsChallengeSolver {
+  /** Publish `value` as a TXT value at `recordName` (e.g. `_acme-challenge.www.example.com`) and wait until the
+   * zone's authoritative servers serve it. Returns an opaque handle for cleanup. */
+  present(recordName: string, value: string): Promise<PresentedTxt>;
+  /** Remove exactly the value `present` added. Must be safe to call after a failed or partial `present`. */
+  cleanup(handle: PresentedTxt): Promise<void>;
+}
+
+export interface PresentedTxt {
+  /** the record that actually holds the value (after following a `_acme-challenge` CNAME) */
+  recordFqdn: string;
+  value: string;
+  /** which zone adapter wrote it (to remove it again) */
+  zone: string;
+}
+
+export interface IssueRequest {
+  /** first name is the common name; all are SANs */
+  names: string[];
+  /** PKCS#8 PEM of the fresh certificate key */
+  keyPem: string;
+}
+
+export interface IssuedCertificate {
+  /** full chain PEM: leaf first */
+  chainPem: string;
+}
+
+export interface AcmeIssuer {
+  /** Create the account if needed (or reuse the stored one), order, solve every authorization with `solver`,
+   * finalize and download the full chain. Removes every TXT value it presented, on success and on failure. */
+  issue(req: IssueRequest, solver: DnsChallengeSolver): Promise<IssuedCertificate>;
+}
+
+/** Azure DNS, for one zone. Names are absolute, lower case, without the trailing dot. */
+export interface DnsZone {
+  readonly zone: string;
+  /** Append `value` to the TXT record set `fqdn` (creating it with If-None-Match: *, updating it with If-Match). */
+  addTxtValue(fqdn: string, value: string, ttlSeconds: number): Promise<void>;
+  /** Remove only `value`; delete the record set (If-Match) once it is empty. A missing record set is not an error. */
+  removeTxtValue(fqdn: string, value: string): Promise<void>;
+  /** The CNAME target of `fqdn` in this zone, if the zone holds a CNAME record set there. */
+  getCname(fqdn: string): Promise<string | undefined>;
+  /** Create or update the A record set `fqdn` to exactly `addresses`. */
+  upsertA(fqdn: string, addresses: string[], ttlSeconds: number): Promise<"created" | "updated" | "unchanged">;
+  /** The zone's name servers as ARM reports them (`properties.nameServers`), without trailing dots. */
+  nameServers(): Promise<string[]>;
+}
+
+/** DNS queries on the wire (node:dns), against given servers (`host` or `host:port`) or the system resolver. */
+export interface DnsLookup {
+  /** TXT values at `name`, asking only `servers` (authoritative; no caching). Empty array for NXDOMAIN/NODATA. */
+  txt(name: string, servers: string[]): Promise<string[]>;
+  /** Follow CNAMEs from `name` and return the final A/AAAA addresses and the CNAME chain.
+   * `servers` undefined means the system resolver. */
+  resolve(name: string, servers?: string[]): Promise<{ addresses: string[]; cnames: string[] }>;
+  /** IP addresses of a host name (for turning ARM's name server host names into query targets). */
+  hostAddresses(host: string): Promise<string[]>;
+}
+
+/** Kubernetes secret as amlcert sees it. */
+export interface StoredSecret {
+  name: string;
+  type: string;
+  data: Record<string, Buffer>;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+}
+
+export interface SecretWrite {
+  name: string;
+  data: Record<string, Buffer>;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/** Kubernetes, for one cluster (one kubeconfig context or in-cluster) and one namespace (`azureml`). */
+export interface KubeCluster {
+  getSecret(name: string): Promise<StoredSecret | undefined>;
+  /** Create, or replace with optimistic concurrency (read resourceVersion, PUT, retry on 409 within a bound). */
+  writeSecret(secret: SecretWrite): Promise<StoredSecret>;
+  listSecrets(labelSelector: string): Promise<StoredSecret[]>;
+  deleteSecret(name: string): Promise<void>;
+  /** `status.loadBalancer.ingress` of a service (azureml-fe), plus its type. undefined when the service is missing. */
+  getServiceIngress(name: string): Promise<{ type: string; ips: string[]; hostnames: string[]; clusterIP?: string } | undefined>;
+  /** Record a Kubernetes Event about `secretName` (best effort: never throws). */
+  recordEvent(e: { secretName: string; type: "Normal" | "Warning"; reason: string; message: string }): Promise<void>;
+}
+
+export interface ExtensionState {
+  id?: string;
+  extensionType: string;
+  provisioningState?: string;
+  configurationSettings: Record<string, string>;
+  /** keys only: ARM never returns protected values */
+  protectedSettingKeys: string[];
+}
+
+/** The Azure ML cluster extension (Microsoft.KubernetesConfiguration/extensions). */
+export interface ExtensionClient {
+  get(): Promise<ExtensionState>;
+  /** PATCH only `configurationSettings` with these keys; wait for the long-running operation (bounded).
+   * Returns whether ARM reported a change (202 + operation) or none (200). Throws on LRO Failed/Canceled. */
+  updateSettings(settings: Record<string, string>): Promise<{ changed: boolean; state: ExtensionState }>;
+}
+
+export interface TlsProbeResult {
+  serialNumber: string;
+  fingerprint256: string;
+  protocol: string;
+  /** chain verified against the configured trust store and the name matched */
+  authorized: boolean;
+  authorizationError?: string;
+}
+
+export interface TlsProbe {
+  /** One TLS 1.2 handshake to host:port with SNI `servername`. */
+  probe(target: { host: string; port: number; servername: string }): Promise<TlsProbeResult>;
+}
+
+/** Injectable time. */
+export interface Clock {
+  now(): Date;
+  sleep(ms: number): Promise<void>;
+}
+
+export const systemClock: Clock = {
+  now: () => new Date(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
