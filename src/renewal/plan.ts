@@ -1,0 +1,98 @@
+/**
+ * The renewal decision: a pure function of what is stored, what is wanted and the time. Checks run in a fixed
+ * order and the first that fires names the reason (stable identifiers: logs, `amlcert plan`, metric labels).
+ */
+import { describeProblem, inspectPair, type CertificateInfo, type PairProblem } from "../certs/certificate.js";
+
+export const RenewalReasons = [
+  "Forced",
+  "SecretMissing",
+  "SecretMissingData",
+  "SecretUnparsable",
+  "KeyUnusable",
+  "KeyMismatch",
+  "NamesNotCovered",
+  "ChainIncomplete",
+  "Expired",
+  "InRenewalWindow",
+] as const;
+export type RenewalReason = (typeof RenewalReasons)[number];
+
+export interface StoredPair {
+  /** the secret's name, for messages */
+  secretName: string;
+  certPem?: string;
+  keyPem?: string;
+}
+
+export interface PlanInput {
+  stored: StoredPair | undefined;
+  /** FQDN first, then extra SANs */
+  names: string[];
+  now: Date;
+  /** renew this long before notAfter; default: at 2/3 of the lifetime */
+  renewBeforeMs?: number;
+  force?: boolean;
+}
+
+export type PlanDecision =
+  | { renew: true; reason: RenewalReason; message: string; current?: CertificateInfo; renewAt?: Date }
+  | { renew: false; reason: "UpToDate"; message: string; current: CertificateInfo; renewAt: Date };
+
+/**
+ * When to renew a certificate valid from notBefore to notAfter: renewBefore before expiry when it is given and
+ * shorter than the lifetime, otherwise at 2/3 of the lifetime (cert-manager's and certbot's default; for a 90-day
+ * ACME certificate that is 30 days before expiry).
+ */
+export function renewalTime(notBefore: Date, notAfter: Date, renewBeforeMs?: number): Date {
+  const lifetime = notAfter.getTime() - notBefore.getTime();
+  if (renewBeforeMs !== undefined && renewBeforeMs > 0 && renewBeforeMs < lifetime) {
+    return new Date(notAfter.getTime() - renewBeforeMs);
+  }
+  return new Date(notBefore.getTime() + Math.floor((lifetime * 2) / 3));
+}
+
+const firstOf = (problems: PairProblem[], kind: PairProblem["kind"]) => problems.find((p) => p.kind === kind);
+
+export function planRenewal(input: PlanInput): PlanDecision {
+  const { stored, names, now } = input;
+  const inspected = stored ? inspectPair(stored.certPem, stored.keyPem, names) : undefined;
+  const current = inspected?.leaf;
+  const renew = (reason: RenewalReason, message: string): PlanDecision => ({ renew: true, reason, message, current });
+
+  if (input.force) return renew("Forced", "--force was given");
+  if (!stored) return renew("SecretMissing", "no certificate secret is in place");
+  if (!stored.certPem || !stored.keyPem) {
+    const missing = [!stored.certPem && "cert.pem", !stored.keyPem && "key.pem"].filter(Boolean).join(" and ");
+    return renew("SecretMissingData", `secret ${stored.secretName} has no ${missing}`);
+  }
+  const problems = inspected!.problems;
+  const unparsable = firstOf(problems, "cert-unparsable");
+  if (unparsable || !current) return renew("SecretUnparsable", `secret ${stored.secretName}: ${unparsable ? describeProblem(unparsable) : "unreadable"}`);
+  const keyProblem = firstOf(problems, "key");
+  if (keyProblem) return renew("KeyUnusable", `secret ${stored.secretName}: ${describeProblem(keyProblem)}`);
+  const mismatch = firstOf(problems, "key-mismatch");
+  if (mismatch) return renew("KeyMismatch", `secret ${stored.secretName}: ${describeProblem(mismatch)}`);
+  const namesProblem = firstOf(problems, "names");
+  if (namesProblem) return renew("NamesNotCovered", `secret ${stored.secretName}: ${describeProblem(namesProblem)}`);
+  const chain = firstOf(problems, "chain");
+  if (chain) return renew("ChainIncomplete", `secret ${stored.secretName}: ${describeProblem(chain)}`);
+
+  const renewAt = renewalTime(current.notBefore, current.notAfter, input.renewBeforeMs);
+  if (now.getTime() >= current.notAfter.getTime()) {
+    return { ...renew("Expired", `the certificate expired at ${current.notAfter.toISOString()}`), renewAt };
+  }
+  if (now.getTime() >= renewAt.getTime()) {
+    return {
+      ...renew("InRenewalWindow", `renewal was due at ${renewAt.toISOString()}; the certificate expires ${current.notAfter.toISOString()}`),
+      renewAt,
+    };
+  }
+  return {
+    renew: false,
+    reason: "UpToDate",
+    message: `valid until ${current.notAfter.toISOString()}; renewal due at ${renewAt.toISOString()}`,
+    current,
+    renewAt,
+  };
+}
