@@ -5,7 +5,13 @@
 import { webcrypto, createPrivateKey } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+type CryptoKey = webcrypto.CryptoKey;
+// @peculiar/x509 is typed against the DOM's WebCrypto; Node's is the same API.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyKey = any;
+
+x509.cryptoProvider.set(webcrypto as AnyKey);
 
 const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 
@@ -35,7 +41,7 @@ export async function pkcs8Pem(key: CryptoKey): Promise<string> {
 const caExtensions = async (keys: CryptoKeyPair) => [
   new x509.BasicConstraintsExtension(true, undefined, true),
   new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-  await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+  await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as AnyKey),
 ];
 
 const DAY = 86_400_000;
@@ -46,7 +52,7 @@ export async function makeTestCa(name = "amlcert unit"): Promise<{ root: TestIss
   const now = Date.now();
   const rootCert = await x509.X509CertificateGenerator.createSelfSigned({
     name: `CN=${name} root`,
-    keys: rootKeys,
+    keys: rootKeys as AnyKey,
     notBefore: new Date(now - 3650 * DAY),
     notAfter: new Date(now + 3650 * DAY),
     signingAlgorithm: alg,
@@ -56,8 +62,8 @@ export async function makeTestCa(name = "amlcert unit"): Promise<{ root: TestIss
   const intCert = await x509.X509CertificateGenerator.create({
     subject: `CN=${name} intermediate`,
     issuer: rootCert.subject,
-    publicKey: intKeys.publicKey,
-    signingKey: rootKeys.privateKey,
+    publicKey: intKeys.publicKey as AnyKey,
+    signingKey: rootKeys.privateKey as AnyKey,
     notBefore: new Date(now - 3650 * DAY),
     notAfter: new Date(now + 3650 * DAY),
     signingAlgorithm: alg,
@@ -80,8 +86,8 @@ export async function makeLeaf(
   const cert = await x509.X509CertificateGenerator.create({
     subject: `CN=${names[0]}`,
     issuer: issuer.cert.subject,
-    publicKey: keys.publicKey,
-    signingKey: issuer.keys.privateKey,
+    publicKey: keys.publicKey as AnyKey,
+    signingKey: issuer.keys.privateKey as AnyKey,
     notBefore,
     notAfter,
     signingAlgorithm: alg,

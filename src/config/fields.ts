@@ -1,0 +1,68 @@
+/**
+ * Every scalar setting that can also come from the environment: its path in the YAML file, its variable, its type
+ * and its documentation. `X_FILE` reads the value of variable X from a file (mounted secrets). The README's
+ * configuration table is generated from this list and the schema's defaults (npm run docs:config).
+ */
+export type FieldKind = "string" | "number" | "boolean" | "list" | "duration";
+
+export interface Field {
+  path: string;
+  env: string;
+  kind: FieldKind;
+  doc: string;
+  /** the value is a secret: only ever read, never logged or printed */
+  secret?: boolean;
+}
+
+const f = (path: string, kind: FieldKind, doc: string, secret = false): Field => ({
+  path,
+  env: `AMLCERT_${path.replace(/([a-z])([A-Z])/g, "$1_$2").replace(/\./g, "_").toUpperCase()}`,
+  kind,
+  doc,
+  secret,
+});
+
+export const fields: Field[] = [
+  f("acme.directory", "string", "ACME directory: a preset (letsencrypt, letsencrypt-staging, zerossl, google, google-staging, buypass) or an https:// URL."),
+  f("acme.email", "string", "Contact e-mail for the ACME account (expiry notices, if the CA sends any)."),
+  f("acme.eab.keyId", "string", "External Account Binding key ID (ZeroSSL, Google, and CAs that require EAB)."),
+  f("acme.eab.hmacKey", "string", "EAB HMAC key (base64url). Prefer AMLCERT_ACME_EAB_HMAC_KEY_FILE or eab.hmacKeyFile; never logged.", true),
+  f("acme.eab.hmacKeyFile", "string", "File holding the EAB HMAC key (a mounted secret)."),
+  f("acme.keyType", "string", "Certificate key type: rsa2048 (default), rsa3072, rsa4096, ecdsa-p256, ecdsa-p384. A new key is made for every renewal."),
+  f("acme.accountKey.file", "string", "Keep the ACME account key in this file (self-hosted). Exclusive with accountKey.secret."),
+  f("acme.accountKey.secret", "string", "Keep the ACME account key in this Kubernetes secret in namespace azureml (in-cluster; default amlcert-acme-account)."),
+  f("azure.cloud", "string", "Azure cloud: AzurePublicCloud, AzureChinaCloud or AzureUSGovernment. Sets the ARM endpoint, the Entra authority and the token scope."),
+  f("azure.resourceManagerEndpoint", "string", "Override the ARM endpoint (https://)."),
+  f("azure.authorityHost", "string", "Override the Entra ID authority host (https://). Instance discovery is turned off for non-Microsoft hosts."),
+  f("azure.tokenScope", "string", "Override the ARM token scope (default: <ARM endpoint>/.default)."),
+  f("dns.nameServers", "list", "Authoritative name servers to poll for propagation, host or host:port, comma-separated. Default: the zone's nameServers from ARM."),
+  f("dns.resolvers", "list", "Resolvers for the 'system resolver' check, host or host:port. Default: the system's resolv.conf."),
+  f("dns.propagationTimeout", "duration", "How long to wait for every authoritative server to serve the TXT value."),
+  f("dns.propagationInterval", "duration", "Polling interval for the propagation check (the first check is immediate)."),
+  f("dns.txtTtl", "number", "TTL in seconds of the TXT record sets amlcert creates."),
+  f("renewal.renewBefore", "duration", "Renew this long before expiry. Default: at 2/3 of the certificate's lifetime (30 days before expiry for 90-day certificates)."),
+  f("renewal.secretMode", "string", "versioned (default): each renewal writes a new secret <secretName>-<date>-<serial> and points sslSecret at it. fixed: overwrite <secretName> in place."),
+  f("renewal.keepPrevious", "number", "Versioned mode: how many previous secret versions to keep after the new one is proven served."),
+  f("extension.lroTimeout", "duration", "Bound on the extension update's long-running operation."),
+  f("extension.pollInterval", "duration", "Polling interval for the extension update operation."),
+  f("verify.trustBundleFile", "string", "PEM bundle the TLS check trusts (e.g. a staging CA's root). Default: the system store plus NODE_EXTRA_CA_CERTS."),
+  f("verify.port", "number", "Port of azureml-fe's HTTPS listener for the TLS check."),
+  f("verify.timeout", "duration", "How long the TLS check waits for azureml-fe to serve the new certificate while pods roll."),
+  f("verify.interval", "duration", "Interval between TLS checks."),
+  f("log.level", "string", "trace, debug, info, warn or error."),
+  f("log.format", "string", "auto (pretty on a TTY, JSON lines otherwise), json or pretty."),
+];
+
+export const targetFieldDocs: Record<string, string> = {
+  fqdn: "The endpoint's FQDN (certificate CN and first SAN; also sslCname).",
+  sans: "Extra SANs (may include *.zone wildcards).",
+  "dnsZone.subscriptionId / resourceGroup / zone": "The Azure DNS zone holding the FQDN (TXT challenges; optional A record).",
+  challengeZones: "Zones (same shape as dnsZone) that a CNAME on _acme-challenge may point into (delegated validation).",
+  "extension.subscriptionId / resourceGroup / clusterType / clusterName / name": "The Microsoft.AzureML.Kubernetes extension; clusterType managedClusters (AKS) or connectedClusters (Arc).",
+  "kubernetes.inCluster | kubernetes.kubeconfig + context": "How to reach the cluster's API server.",
+  secretName: "Base name of the TLS secret in namespace azureml (versioned mode appends -<date>-<serial>).",
+  secretMode: "Per-target override of renewal.secretMode.",
+  expectedAddress: "The address the FQDN must resolve to (nodePort/clusterIP setups). Default: azureml-fe's LoadBalancer ingress.",
+  probeAddress: "host[:port] the TLS check connects to. Default: the expected address and verify.port.",
+  manageRecord: "Create or update the FQDN's A record in dnsZone to azureml-fe's ingress IP.",
+};

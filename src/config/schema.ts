@@ -1,0 +1,219 @@
+/**
+ * The one configuration schema. Every setting has its default here; `fields` (config/fields.ts) gives each scalar
+ * its environment variable and documentation, and README's configuration table is generated from both.
+ */
+import { z } from "zod";
+import { parseDuration } from "./duration.js";
+
+export const DIRECTORY_PRESETS = {
+  letsencrypt: "https://acme-v02.api.letsencrypt.org/directory",
+  "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+  zerossl: "https://acme.zerossl.com/v2/DV90",
+  google: "https://dv.acme-v02.api.pki.goog/directory",
+  "google-staging": "https://dv.acme-v02.test-api.pki.goog/directory",
+  buypass: "https://api.buypass.com/acme/directory",
+} as const;
+
+export const KEY_TYPES = ["rsa2048", "rsa3072", "rsa4096", "ecdsa-p256", "ecdsa-p384"] as const;
+export const CLOUDS = ["AzurePublicCloud", "AzureChinaCloud", "AzureUSGovernment"] as const;
+
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+const fqdnSchema = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((s) => s.length <= 253 && s.split(".").length >= 2 && s.split(".").every((l, i) => LABEL.test(l) || (i === 0 && l === "*")), {
+    message: "must be a fully qualified domain name such as ml.contoso.com (a leading *. is allowed for extra SANs)",
+  });
+const hostnameSchema = fqdnSchema.refine((s) => !s.startsWith("*."), { message: "must not be a wildcard" });
+
+const duration = (def: string) =>
+  z
+    .union([z.string(), z.number()])
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === undefined) {
+        ctx.addIssue({ code: "custom", message: `"${v}" is not a duration; use e.g. 90s, 10m, 12h, 30d` });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .prefault(def);
+
+const guid = z.string().trim().regex(/^[0-9a-fA-F-]{36}$/, "must be a subscription ID (GUID)");
+const resourceGroup = z.string().trim().regex(/^[-\w._()]{1,90}$/, "must be a resource group name");
+
+const zoneRef = z.object({
+  subscriptionId: guid,
+  resourceGroup,
+  zone: hostnameSchema,
+});
+
+const kubernetesSource = z
+  .object({
+    inCluster: z.boolean().default(false),
+    kubeconfig: z.string().optional(),
+    context: z.string().optional(),
+  })
+  .strict()
+  .refine((k) => !(k.inCluster && (k.kubeconfig || k.context)), { message: "inCluster cannot be combined with kubeconfig/context" });
+
+/** Secret names get a version suffix (`-yyyymmdd-xxxxxxxx`, 18 chars); keep the whole a DNS-1123 label. */
+const secretName = z
+  .string()
+  .trim()
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-1123 label (lower case letters, digits, '-')")
+  .max(45, "must be at most 45 characters (a version suffix is appended)");
+
+const targetSchema = z
+  .object({
+    fqdn: hostnameSchema,
+    sans: z.array(fqdnSchema).default([]),
+    dnsZone: zoneRef,
+    challengeZones: z.array(zoneRef).default([]),
+    extension: z
+      .object({
+        subscriptionId: guid,
+        resourceGroup,
+        clusterType: z.enum(["managedClusters", "connectedClusters"]),
+        clusterName: z.string().trim().min(1, "must not be empty"),
+        name: z.string().trim().min(1, "must not be empty"),
+      })
+      .strict(),
+    kubernetes: kubernetesSource.prefault({}),
+    secretName,
+    secretMode: z.enum(["versioned", "fixed"]).optional(),
+    expectedAddress: z.string().trim().optional(),
+    probeAddress: z.string().trim().optional(),
+    manageRecord: z.boolean().default(false),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    acme: z
+      .object({
+        directory: z.string().trim().default("letsencrypt"),
+        email: z.email("must be an e-mail address").optional(),
+        eab: z
+          .object({
+            keyId: z.string().trim().min(1, "must not be empty"),
+            hmacKey: z.string().trim().min(1, "must not be empty").optional(),
+            hmacKeyFile: z.string().optional(),
+          })
+          .strict()
+          .refine((e) => e.hmacKey || e.hmacKeyFile, { message: "needs hmacKeyFile (or AMLCERT_ACME_EAB_HMAC_KEY_FILE)" })
+          .optional(),
+        accountKey: z
+          .object({
+            file: z.string().optional(),
+            secret: secretName.optional(),
+            kubernetes: kubernetesSource.prefault({}),
+          })
+          .strict()
+          .refine((a) => !(a.file && a.secret), { message: "set either file or secret, not both" })
+          .transform((a) => (a.file || a.secret ? a : { ...a, secret: "amlcert-acme-account" }))
+          .prefault({}),
+        keyType: z.enum(KEY_TYPES).default("rsa2048"),
+      })
+      .strict()
+      .prefault({}),
+    azure: z
+      .object({
+        cloud: z.enum(CLOUDS).default("AzurePublicCloud"),
+        resourceManagerEndpoint: z.url({ protocol: /^https$/, error: "must be an https:// URL" }).optional(),
+        authorityHost: z.url({ protocol: /^https$/, error: "must be an https:// URL" }).optional(),
+        tokenScope: z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
+    dns: z
+      .object({
+        nameServers: z.array(z.string().trim()).optional(),
+        resolvers: z.array(z.string().trim()).optional(),
+        propagationTimeout: duration("10m"),
+        propagationInterval: duration("5s"),
+        txtTtl: z.number().int().min(1).max(3600).default(60),
+      })
+      .strict()
+      .prefault({}),
+    renewal: z
+      .object({
+        renewBefore: z.union([z.string(), z.number()]).optional().transform((v, ctx) => {
+          if (v === undefined) return undefined;
+          const ms = parseDuration(v);
+          if (ms === undefined) {
+            ctx.addIssue({ code: "custom", message: `"${v}" is not a duration; use e.g. 30d` });
+            return z.NEVER;
+          }
+          return ms;
+        }),
+        secretMode: z.enum(["versioned", "fixed"]).default("versioned"),
+        keepPrevious: z.number().int().min(1).max(10).default(1),
+      })
+      .strict()
+      .prefault({}),
+    extension: z
+      .object({
+        lroTimeout: duration("30m"),
+        pollInterval: duration("10s"),
+      })
+      .strict()
+      .prefault({}),
+    verify: z
+      .object({
+        trustBundleFile: z.string().optional(),
+        port: z.number().int().min(1).max(65535).default(443),
+        timeout: duration("5m"),
+        interval: duration("5s"),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
+        format: z.enum(["auto", "json", "pretty"]).default("auto"),
+      })
+      .strict()
+      .prefault({}),
+    targets: z.array(targetSchema).min(1, "at least one target is required"),
+  })
+  .strict()
+  // Cross-field checks run even when other fields are invalid, so every problem is reported at once.
+  .superRefine((cfg, ctx) => {
+    if (!Array.isArray(cfg.targets)) return;
+    const seen = new Map<string, number>();
+    cfg.targets.forEach((t, i) => {
+      if (!t || typeof t.fqdn !== "string" || typeof t.dnsZone?.zone !== "string") return;
+      if (seen.has(t.fqdn)) ctx.addIssue({ code: "custom", path: ["targets", i, "fqdn"], message: `duplicates targets[${seen.get(t.fqdn)}].fqdn` });
+      seen.set(t.fqdn, i);
+      const zones = [t.dnsZone.zone, ...(Array.isArray(t.challengeZones) ? t.challengeZones.map((z) => z?.zone) : [])].filter((z): z is string => typeof z === "string");
+      const inZone = (n: string) => zones.some((z) => n.replace(/^\*\./, "") === z || n.replace(/^\*\./, "").endsWith(`.${z}`));
+      if (!inZone(t.fqdn)) ctx.addIssue({ code: "custom", path: ["targets", i, "fqdn"], message: `is not inside dnsZone.zone ${t.dnsZone.zone}` });
+      (Array.isArray(t.sans) ? t.sans : []).forEach((s, j) => {
+        if (typeof s === "string" && !inZone(s)) ctx.addIssue({ code: "custom", path: ["targets", i, "sans", j], message: `is not inside dnsZone.zone ${t.dnsZone.zone} or a challengeZones zone` });
+      });
+    });
+    const dir = cfg.acme?.directory;
+    if (typeof dir !== "string") return;
+    if (!(dir in DIRECTORY_PRESETS) && !/^https:\/\//.test(dir)) {
+      ctx.addIssue({ code: "custom", path: ["acme", "directory"], message: `must be one of ${Object.keys(DIRECTORY_PRESETS).join(", ")} or an https:// URL` });
+    }
+    if (["zerossl", "google", "google-staging"].includes(dir) && !cfg.acme?.eab) {
+      ctx.addIssue({ code: "custom", path: ["acme", "eab"], message: `the ${dir} CA requires External Account Binding (eab.keyId and eab.hmacKeyFile)` });
+    }
+  }, { when: () => true });
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type TargetConfig = Config["targets"][number];
+export type KubernetesSourceConfig = TargetConfig["kubernetes"];
+export type ZoneRefConfig = TargetConfig["dnsZone"];
+
+export function directoryUrl(cfg: Config): string {
+  return (DIRECTORY_PRESETS as Record<string, string>)[cfg.acme.directory] ?? cfg.acme.directory;
+}
+
+export function secretModeOf(cfg: Config, t: TargetConfig): "versioned" | "fixed" {
+  return t.secretMode ?? cfg.renewal.secretMode;
+}
