@@ -1,0 +1,107 @@
+/**
+ * Wait until a TXT value is (or is no longer) served by every authoritative server of its zone. Asks each server
+ * directly (no recursive resolver, no cache), checks at once and then every `intervalMs` on the injected clock, and
+ * gives up after `timeoutMs` naming the servers that still disagree. No fixed extra sleep afterwards: once every
+ * authoritative server answers, the CA's resolver will too.
+ */
+import { AmlcertError } from "../errors.js";
+import type { Clock, DnsLookup } from "../ports.js";
+
+/** The part of a pino logger this module uses. */
+export interface PropagationLogger {
+  debug(obj: Record<string, unknown>, msg: string): void;
+  info(obj: Record<string, unknown>, msg: string): void;
+}
+
+export interface WaitForTxtInput {
+  lookup: DnsLookup;
+  /** the record's absolute name, e.g. `_acme-challenge.www.example.com` */
+  name: string;
+  value: string;
+  /** authoritative servers (`ip`, `ip:port`, `[v6]:port`), from `authoritativeServers` */
+  servers: string[];
+  timeoutMs: number;
+  intervalMs: number;
+  clock: Clock;
+  logger: PropagationLogger;
+}
+
+export interface WaitResult {
+  /** how many rounds of queries it took */
+  attempts: number;
+  elapsedMs: number;
+}
+
+type Goal = "present" | "absent";
+
+/** a server's state in one round: done, or why not */
+interface ServerState {
+  server: string;
+  done: boolean;
+  /** when the query failed: the DnsLookupError's code or message */
+  error?: string;
+}
+
+/** Short, log-safe form of a challenge value. */
+const preview = (value: string) => (value.length > 8 ? `${value.slice(0, 8)}…` : value);
+
+async function checkServer(lookup: DnsLookup, name: string, value: string, server: string, goal: Goal): Promise<ServerState> {
+  try {
+    const values = await lookup.txt(name, [server]);
+    return { server, done: values.includes(value) === (goal === "present") };
+  } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    return { server, done: false, error: typeof code === "string" ? code : err instanceof Error ? err.message : String(err) };
+  }
+}
+
+async function waitFor(input: WaitForTxtInput, goal: Goal): Promise<WaitResult> {
+  const { lookup, value, servers, timeoutMs, intervalMs, clock, logger } = input;
+  const name = input.name.toLowerCase().replace(/\.$/, "");
+  if (servers.length === 0) {
+    throw new AmlcertError("INTERNAL", "propagation", `no authoritative servers given to check TXT ${name}`);
+  }
+  if (!(intervalMs > 0) || !(timeoutMs >= 0)) {
+    throw new AmlcertError("INTERNAL", "propagation", `invalid propagation timing: timeoutMs=${timeoutMs}, intervalMs=${intervalMs}`);
+  }
+  const start = clock.now().getTime();
+  const deadline = start + timeoutMs;
+  // a second bound that does not depend on the clock advancing
+  const maxAttempts = Math.ceil(timeoutMs / intervalMs) + 1;
+  const what = `TXT ${name} value "${preview(value)}"`;
+  for (let attempt = 1; ; attempt++) {
+    const states = await Promise.all(servers.map((s) => checkServer(lookup, name, value, s, goal)));
+    const pending = states.filter((s) => !s.done);
+    const elapsedMs = clock.now().getTime() - start;
+    if (pending.length === 0) {
+      logger.info({ record: name, value: preview(value), servers, attempts: attempt, elapsedMs }, goal === "present" ? "TXT value served by every authoritative server" : "TXT value gone from every authoritative server");
+      return { attempts: attempt, elapsedMs };
+    }
+    const remaining = deadline - clock.now().getTime();
+    const lacking = pending.map((s) => (s.error ? `${s.server} (${s.error})` : s.server));
+    if (remaining <= 0 || attempt >= maxAttempts) {
+      const verb = goal === "present" ? "not yet served by" : "still served by";
+      throw new AmlcertError(
+        "DNS_PROPAGATION_TIMEOUT",
+        "propagation",
+        `${what} ${verb} ${pending.length} of ${servers.length} authoritative server(s) after ${timeoutMs} ms: ${lacking.join(", ")}`,
+        { details: { record: name, value: preview(value), goal, servers, pending: lacking, attempts: attempt, timeoutMs } },
+      );
+    }
+    logger.debug({ record: name, value: preview(value), goal, pending: lacking, attempt }, "waiting for authoritative servers");
+    await clock.sleep(Math.min(intervalMs, remaining));
+  }
+}
+
+/** Resolve once every server in `servers` returns `value` among the TXT values at `name`; throws
+ * AmlcertError(DNS_PROPAGATION_TIMEOUT, stage propagation) after `timeoutMs`, naming the servers that lack it. A server
+ * that fails to answer counts as lacking the value (and is named with its error). */
+export function waitForTxt(input: WaitForTxtInput): Promise<WaitResult> {
+  return waitFor(input, "present");
+}
+
+/** Resolve once no server in `servers` returns `value` at `name` (other values may remain): the cleanup check.
+ * Same bounds and error as `waitForTxt`. */
+export function waitForTxtGone(input: WaitForTxtInput): Promise<WaitResult> {
+  return waitFor(input, "absent");
+}
