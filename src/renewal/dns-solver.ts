@@ -1,0 +1,115 @@
+/**
+ * DNS-01 through Azure DNS: find the record that really holds the challenge (following a `_acme-challenge` CNAME
+ * into a delegated validation zone), append our value, and wait until every authoritative server of that zone
+ * serves it. If the wait fails, the value is removed again before the error propagates.
+ */
+import { AmlcertError, atStage } from "../errors.js";
+import type { Clock, DnsChallengeSolver, DnsLookup, DnsZone, PresentedTxt } from "../ports.js";
+import { waitForTxt } from "../dns-check/propagation.js";
+import type { Logger } from "../observability/logger.js";
+
+export interface DnsSolverDeps {
+  /** the target's zone first, then its challengeZones */
+  zones: DnsZone[];
+  lookup: DnsLookup;
+  /** authoritative servers to poll for a zone */
+  nameServersOf: (zone: DnsZone) => Promise<string[]>;
+  txtTtlSeconds: number;
+  propagationTimeoutMs: number;
+  propagationIntervalMs: number;
+  clock: Clock;
+  logger: Logger;
+}
+
+const MAX_CNAME_HOPS = 8;
+const norm = (s: string) => s.toLowerCase().replace(/\.$/, "");
+
+/** The configured zone with the longest suffix match for `fqdn`. */
+export function zoneFor(zones: DnsZone[], fqdn: string): DnsZone | undefined {
+  const name = norm(fqdn);
+  return zones
+    .filter((z) => name === z.zone || name.endsWith(`.${z.zone}`))
+    .sort((a, b) => b.zone.length - a.zone.length)[0];
+}
+
+export function createDnsSolver(deps: DnsSolverDeps): DnsChallengeSolver {
+  const { zones, logger } = deps;
+
+  /** Follow CNAMEs (as the CA will) from `recordName` to the name whose TXT set we must write. */
+  async function challengeRecord(recordName: string): Promise<{ fqdn: string; zone: DnsZone }> {
+    let name = norm(recordName);
+    const seen = new Set<string>();
+    for (let hop = 0; hop <= MAX_CNAME_HOPS; hop++) {
+      const zone = zoneFor(zones, name);
+      if (!zone) {
+        throw new AmlcertError(
+          "DNS_CNAME_UNRESOLVED",
+          "dns-challenge",
+          hop === 0
+            ? `no configured Azure DNS zone holds ${name}`
+            : `_acme-challenge CNAME points to ${name}, which is in none of the configured zones (${zones.map((z) => z.zone).join(", ")}); add its zone to challengeZones`,
+          { details: { record: name } },
+        );
+      }
+      let target: string | undefined;
+      try {
+        target = await zone.getCname(name);
+      } catch (err) {
+        throw atStage(err, "dns-challenge");
+      }
+      if (!target) return { fqdn: name, zone };
+      if (seen.has(name)) throw new AmlcertError("DNS_CNAME_UNRESOLVED", "dns-challenge", `CNAME loop at ${name}`);
+      seen.add(name);
+      logger.info({ stage: "dns-challenge", from: name, to: norm(target) }, "following _acme-challenge CNAME");
+      name = norm(target);
+    }
+    throw new AmlcertError("DNS_CNAME_UNRESOLVED", "dns-challenge", `more than ${MAX_CNAME_HOPS} CNAME hops from ${recordName}`);
+  }
+
+  /** Remove exactly the value `present` added; a failure is logged, never thrown (it must not hide the original error). */
+  async function cleanup(handle: PresentedTxt): Promise<void> {
+    const zone = zones.find((z) => z.zone === handle.zone);
+    if (!zone) return;
+    try {
+      await zone.removeTxtValue(handle.recordFqdn, handle.value);
+      logger.info({ stage: "dns-challenge", record: handle.recordFqdn }, "TXT value removed");
+    } catch (err) {
+      // Cleanup runs on the failure path too; a failed removal must not hide the original error.
+      logger.warn({ stage: "dns-challenge", record: handle.recordFqdn, err }, "could not remove our TXT value; remove it by hand");
+    }
+  }
+
+  return {
+    async present(recordName, value) {
+      const { fqdn, zone } = await challengeRecord(recordName);
+      try {
+        await zone.addTxtValue(fqdn, value, deps.txtTtlSeconds);
+      } catch (err) {
+        throw atStage(err, "dns-challenge");
+      }
+      logger.info({ stage: "dns-challenge", record: fqdn, zone: zone.zone, value: `${value.slice(0, 8)}…` }, "TXT value added");
+      const handle: PresentedTxt = { recordFqdn: fqdn, value, zone: zone.zone };
+      try {
+        const servers = await deps.nameServersOf(zone);
+        const waited = await waitForTxt({
+          lookup: deps.lookup,
+          name: fqdn,
+          value,
+          servers,
+          timeoutMs: deps.propagationTimeoutMs,
+          intervalMs: deps.propagationIntervalMs,
+          clock: deps.clock,
+          logger,
+        });
+        logger.info({ stage: "propagation", record: fqdn, servers, attempts: waited.attempts, elapsedMs: waited.elapsedMs }, "every authoritative server serves the TXT value");
+      } catch (err) {
+        // a plain function, not `this.cleanup`: present may be called detached from the solver object
+        await cleanup(handle);
+        throw atStage(err, "propagation");
+      }
+      return handle;
+    },
+
+    cleanup,
+  };
+}

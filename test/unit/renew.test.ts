@@ -1,0 +1,763 @@
+import { createHash, X509Certificate } from "node:crypto";
+import { beforeAll, describe, expect, it } from "vitest";
+import { AmlcertError, ExitCode } from "../../src/errors.js";
+import { describe as describeCert } from "../../src/certs/certificate.js";
+import {
+  ANNOTATION,
+  LABEL_FQDN_HASH,
+  LABEL_MANAGED_BY,
+  LABEL_SECRET_BASE,
+  inspectTarget,
+  renewTarget,
+  secretFor,
+  versionedSecretName,
+  type RenewSettings,
+} from "../../src/renewal/renew.js";
+import { days, encryptKey, makeLeaf, makeTestCa, type TestIssuer, type TestLeaf } from "../support/certs.js";
+import { makeDeps, recordingLogger, type FakeWorld, type MakeDepsOptions } from "../support/fakes.js";
+
+const T0 = new Date("2026-05-01T12:00:00Z");
+const at = (offsetMs: number) => new Date(T0.getTime() + offsetMs);
+const HOUR = 3_600_000;
+const FQDN = "ml.contoso.test";
+const BASE = "azureml-tls";
+const INGRESS_IP = "20.30.40.50";
+const CHALLENGE = `_acme-challenge.${FQDN}`;
+
+let root: TestIssuer;
+let intermediate: TestIssuer;
+/** in place, due for renewal (2/3 of its lifetime has passed) */
+let dueCert: TestLeaf;
+/** in place, not yet due */
+let freshCert: TestLeaf;
+/** what the CA issues */
+let issued: TestLeaf;
+/** issued for the same name, with another key */
+let otherKeyCert: TestLeaf;
+/** issued, but expiring before `freshCert` */
+let shorterCert: TestLeaf;
+/** issued for another name */
+let wrongName: TestLeaf;
+/** old versions, both expiring before `dueCert` */
+let oldest: TestLeaf;
+let older: TestLeaf;
+
+beforeAll(async () => {
+  ({ root, intermediate } = await makeTestCa("amlcert renew"));
+  dueCert = await makeLeaf(intermediate, [FQDN], at(-days(80)), at(days(10)));
+  freshCert = await makeLeaf(intermediate, [FQDN], at(-days(10)), at(days(80)));
+  issued = await makeLeaf(intermediate, [FQDN], at(-HOUR), at(days(90) - HOUR));
+  otherKeyCert = await makeLeaf(intermediate, [FQDN], at(-HOUR), at(days(90) - HOUR));
+  shorterCert = await makeLeaf(intermediate, [FQDN], at(-HOUR), at(days(70)));
+  wrongName = await makeLeaf(intermediate, ["www.contoso.test"], at(-HOUR), at(days(90)));
+  oldest = await makeLeaf(intermediate, [FQDN], at(-days(140)), at(-days(50)));
+  older = await makeLeaf(intermediate, [FQDN], at(-days(110)), at(-days(20)));
+});
+
+function settings(overrides: Partial<RenewSettings> = {}): RenewSettings {
+  return {
+    fqdn: FQDN,
+    names: [FQDN],
+    secretName: BASE,
+    secretMode: "versioned",
+    keepPrevious: 1,
+    force: false,
+    probe: { port: 443 },
+    manageRecord: false,
+    recordTtlSeconds: 300,
+    verifyTimeoutMs: 60_000,
+    verifyIntervalMs: 5_000,
+    ...overrides,
+  };
+}
+
+function world(opts: MakeDepsOptions = {}): FakeWorld {
+  const w = makeDeps({ now: T0, fqdn: FQDN, zone: "contoso.test", ingressIp: INGRESS_IP, ...opts });
+  w.acme.presentFor = [CHALLENGE];
+  return w;
+}
+
+/** The CA will issue `leaf`, and the fresh key amlcert generates is `keyPem` (the leaf's own key by default). */
+function caIssues(w: FakeWorld, leaf: TestLeaf, chainPem = leaf.chainPem, keyPem = leaf.keyPem): void {
+  w.acme.chainPem = chainPem;
+  w.keys.key = keyPem;
+}
+
+/** A secret written by amlcert earlier (labels and annotations as amlcert writes them). */
+function seedManaged(w: FakeWorld, name: string, leaf: TestLeaf, base = BASE): void {
+  const info = describeCert(new X509Certificate(leaf.leafPem));
+  w.kube.seedSecret(secretFor(name, base, FQDN, [FQDN], leaf.chainPem, leaf.keyPem, info));
+}
+
+/** A secret created by hand (no amlcert labels). */
+function seedUnmanaged(w: FakeWorld, name: string, leaf: TestLeaf): void {
+  w.kube.seedSecret({ name, data: { "cert.pem": leaf.chainPem, "key.pem": leaf.keyPem } });
+}
+
+/** The extension points at `name` (as after an earlier rollout). */
+function pointExtensionAt(w: FakeWorld, name: string): void {
+  Object.assign(w.extension.state.configurationSettings, { sslSecret: name, "scoringFe.sslSecret": name, sslCname: FQDN });
+}
+
+/** Nothing outside our own TXT values was written: no secret write or delete, no extension PATCH, no A upsert. */
+function expectZeroWrites(w: FakeWorld): void {
+  expect(w.kube.writes).toEqual([]);
+  expect(w.kube.deletes).toEqual([]);
+  expect(w.extension.patches).toEqual([]);
+  expect(w.zone.aUpserts).toEqual([]);
+}
+
+/** Every TXT value presented was removed again. */
+function expectTxtCleanedUp(w: FakeWorld): void {
+  for (const z of [w.zone, ...w.challengeZones]) expect([...z.txt.keys()]).toEqual([]);
+}
+
+async function failure(p: Promise<unknown>): Promise<AmlcertError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AmlcertError);
+  return err as AmlcertError;
+}
+
+const secretContent = (w: FakeWorld, name: string) => w.kube.pemOf(name);
+
+describe("renewTarget: when the certificate in place is up to date", () => {
+  it("does nothing: action none, no ACME order, zero writes, one TLS probe, and servingOk when azureml-fe serves it", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", freshCert);
+    pointExtensionAt(w, "azureml-tls-current");
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "none", reason: "UpToDate", serial: freshCert.serialNumber, secret: "azureml-tls-current", extensionUpdated: false, dnsOk: true, servingOk: true });
+    expect(r.notAfter).toBe(at(days(80)).toISOString());
+    expect(w.acme.requests).toEqual([]);
+    expect(w.keys.calls).toBe(0);
+    expectZeroWrites(w);
+    expect(w.zone.txtAdds).toEqual([]);
+    expect(w.kube.events).toEqual([]);
+    expect(w.tlsProbe.calls).toEqual([{ host: INGRESS_IP, port: 443, servername: FQDN }]);
+  });
+
+  it("reports servingOk false, still without writing anything, when azureml-fe serves another certificate", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", freshCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    w.tlsProbe.serials = [dueCert.serialNumber];
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "none", servingOk: false });
+    expectZeroWrites(w);
+    expect(w.acme.requests).toEqual([]);
+    expect(w.tlsProbe.calls).toHaveLength(1);
+  });
+
+  it("reports servingOk false when the served certificate does not validate", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", freshCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    w.tlsProbe.authorized = false;
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "none", servingOk: false });
+    expectZeroWrites(w);
+  });
+
+  it("reports servingOk false, without throwing, when the TLS probe fails", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", freshCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    w.tlsProbe.failure = new Error("connect ETIMEDOUT");
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "none", servingOk: false });
+    expectZeroWrites(w);
+  });
+});
+
+describe("renewTarget: first issuance (the extension names no sslSecret)", () => {
+  it("stores the chain and key in a versioned, labelled secret, points the extension at it, verifies and reports renewed", async () => {
+    const w = world();
+    caIssues(w, issued);
+
+    const r = await renewTarget(w.deps, settings());
+
+    const expectedName = `${BASE}-20260501-${issued.serialNumber.toLowerCase().slice(-8)}`;
+    expect(r).toMatchObject({ action: "renewed", reason: "SecretMissing", serial: issued.serialNumber, secret: expectedName, extensionUpdated: true, dnsOk: true, servingOk: true });
+    expect(r.notAfter).toBe(at(days(90) - HOUR).toISOString());
+
+    // the ACME order: the configured names, the freshly generated key, one TXT value presented and removed again
+    expect(w.acme.requests).toEqual([{ names: [FQDN], keyPem: issued.keyPem }]);
+    expect(w.zone.txtAdds.map((a) => a.fqdn)).toEqual([CHALLENGE]);
+    expect(w.zone.txtRemoves).toEqual(w.zone.txtAdds.map(({ fqdn, value }) => ({ fqdn, value })));
+    expectTxtCleanedUp(w);
+
+    // the secret
+    expect(w.kube.writes).toHaveLength(1);
+    const written = w.kube.writes[0]!;
+    expect(written.name).toBe(expectedName);
+    expect(Object.keys(written.data).sort()).toEqual(["cert.pem", "key.pem"]);
+    expect(written.data["cert.pem"]!.toString()).toBe(issued.chainPem);
+    expect(written.data["key.pem"]!.toString()).toBe(issued.keyPem);
+    expect(w.kube.secrets.get(expectedName)?.type).toBe("Opaque");
+    const x509 = new X509Certificate(issued.leafPem);
+    expect(written.labels).toEqual({
+      [LABEL_MANAGED_BY]: "amlcert",
+      [LABEL_SECRET_BASE]: BASE,
+      [LABEL_FQDN_HASH]: createHash("sha256").update(FQDN).digest("hex").slice(0, 16),
+    });
+    expect(written.annotations).toEqual({
+      [ANNOTATION.fqdn]: FQDN,
+      [ANNOTATION.names]: FQDN,
+      [ANNOTATION.serial]: issued.serialNumber,
+      [ANNOTATION.notBefore]: at(-HOUR).toISOString(),
+      [ANNOTATION.notAfter]: at(days(90) - HOUR).toISOString(),
+      [ANNOTATION.fingerprint]: x509.fingerprint256,
+      [ANNOTATION.issuer]: "CN=amlcert renew intermediate",
+    });
+
+    // the extension PATCH carries exactly the three settings
+    expect(w.extension.patches).toEqual([{ sslSecret: expectedName, "scoringFe.sslSecret": expectedName, sslCname: FQDN }]);
+
+    // verification and the event
+    expect(w.tlsProbe.calls.length).toBeGreaterThanOrEqual(1);
+    expect(w.kube.events).toEqual([expect.objectContaining({ secretName: expectedName, type: "Normal", reason: "Renewed" })]);
+    expect(w.kube.deletes).toEqual([]);
+    expect(w.zone.aUpserts).toEqual([]);
+  });
+
+  it("never logs the private key", async () => {
+    const rec = recordingLogger();
+    const w = world({ logger: rec.logger });
+    caIssues(w, issued);
+
+    await renewTarget(w.deps, settings());
+
+    expect(rec.entries.length).toBeGreaterThan(0);
+    const logged = JSON.stringify(rec.entries);
+    expect(logged).not.toContain("PRIVATE KEY");
+    expect(logged).not.toContain(issued.keyPem.split("\n")[1]!);
+  });
+
+  it("with expectedAddress and a probe host, checks DNS against the former and probes the latter", async () => {
+    const w = world();
+    w.zone.seedA(FQDN, ["10.1.2.3"]);
+    caIssues(w, issued);
+
+    const r = await renewTarget(w.deps, settings({ expectedAddress: "10.1.2.3", probe: { host: "10.9.9.9", port: 8443 } }));
+
+    expect(r).toMatchObject({ action: "renewed", dnsOk: true });
+    expect(w.tlsProbe.calls).toEqual([{ host: "10.9.9.9", port: 8443, servername: FQDN }]);
+  });
+
+  it("when azureml-fe has no address and none is configured, the rollout happens but verification fails (exit 4)", async () => {
+    const w = world();
+    w.kube.services.set("azureml-fe", { type: "ClusterIP", ips: [], hostnames: [], clusterIP: "10.0.0.10" });
+    caIssues(w, issued);
+
+    const err = await failure(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ code: "DNS_MISMATCH", stage: "verify-dns", exitCode: 4 });
+    expect(err.message).toContain("expectedAddress");
+    expect(w.extension.patches).toHaveLength(1);
+    expect(w.tlsProbe.calls).toEqual([]);
+    expect(w.kube.deletes).toEqual([]);
+  });
+
+  it("names the versioned secret <base>-<yyyymmdd of notBefore>-<last 8 hex of the serial>", () => {
+    const leaf = describeCert(new X509Certificate(issued.leafPem));
+    expect(versionedSecretName("my-tls", { ...leaf, notBefore: new Date("2027-01-09T23:59:59Z"), serialNumber: "0A1B2C3D4E5F60718293" })).toBe("my-tls-20270109-60718293");
+  });
+
+  it("in fixed mode, writes the configured name itself", async () => {
+    const w = world();
+    caIssues(w, issued);
+
+    const r = await renewTarget(w.deps, settings({ secretMode: "fixed" }));
+
+    expect(r).toMatchObject({ action: "renewed", reason: "SecretMissing", secret: BASE });
+    expect(w.kube.writes.map((x) => x.name)).toEqual([BASE]);
+    expect(w.extension.patches).toEqual([{ sslSecret: BASE, "scoringFe.sslSecret": BASE, sslCname: FQDN }]);
+  });
+});
+
+describe("renewTarget: the issued certificate is validated before anything is written", () => {
+  const cases: { when: string; arrange: (w: FakeWorld) => void; mentions: RegExp }[] = [
+    { when: "the chain's key does not match the generated key", arrange: (w) => caIssues(w, issued, issued.chainPem, otherKeyCert.keyPem), mentions: /does not match/ },
+    { when: "the generated key is passphrase-protected", arrange: (w) => caIssues(w, issued, issued.chainPem, encryptKey(issued.keyPem)), mentions: /passphrase-protected/ },
+    { when: "the chain is in the wrong order", arrange: (w) => caIssues(w, issued, intermediate.pem + issued.leafPem), mentions: /not signed by certificate #2/ },
+    { when: "the chain lacks its intermediate", arrange: (w) => caIssues(w, issued, issued.leafPem), mentions: /only the leaf/ },
+    { when: "the chain is garbage", arrange: (w) => caIssues(w, issued, "<html>502 Bad Gateway</html>"), mentions: /no PEM CERTIFICATE block/ },
+    { when: "the chain's leaf is for another name", arrange: (w) => caIssues(w, wrongName), mentions: /does not cover ml\.contoso\.test/ },
+    { when: "the CA returns its root instead of the leaf", arrange: (w) => caIssues(w, issued, root.pem, issued.keyPem), mentions: /does not match/ },
+  ];
+
+  for (const c of cases) {
+    it(`when ${c.when}, fails with CERT_INVALID at stage validate (exit 3) and writes nothing`, async () => {
+      const w = world();
+      seedManaged(w, "azureml-tls-current", dueCert);
+      pointExtensionAt(w, "azureml-tls-current");
+      const before = secretContent(w, "azureml-tls-current");
+      c.arrange(w);
+
+      const err = await failure(renewTarget(w.deps, settings()));
+
+      expect(err).toMatchObject({ code: "CERT_INVALID", stage: "validate", exitCode: ExitCode.RenewalFailed });
+      expect(err.message).toMatch(c.mentions);
+      expect(w.acme.requests).toHaveLength(1);
+      expectZeroWrites(w);
+      expectTxtCleanedUp(w);
+      expect(secretContent(w, "azureml-tls-current")).toEqual(before);
+      expect(w.extension.settings.sslSecret).toBe("azureml-tls-current");
+    });
+  }
+
+  it("when the new certificate does not expire later than the one in place, fails with CERT_INVALID at validate and writes nothing", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", freshCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    caIssues(w, shorterCert);
+
+    const err = await failure(renewTarget(w.deps, settings({ force: true })));
+
+    expect(err).toMatchObject({ code: "CERT_INVALID", stage: "validate", exitCode: 3 });
+    expect(err.message).toContain("not later than the one in place");
+    expectZeroWrites(w);
+  });
+
+  it("when the CA fails, the error keeps its code and stage, and nothing is written", async () => {
+    const w = world();
+    caIssues(w, issued);
+    w.acme.failure = new AmlcertError("ACME_REJECTED", "acme-order", "the CA rejected the order: rateLimited");
+
+    const err = await failure(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ code: "ACME_REJECTED", stage: "acme-order", exitCode: 3 });
+    expectZeroWrites(w);
+    expectTxtCleanedUp(w);
+  });
+});
+
+describe("renewTarget: preflight", () => {
+  it("when the extension is not Microsoft.AzureML.Kubernetes, fails at preflight naming its type (exit 3), before any order or write", async () => {
+    const w = world({ extension: { extensionType: "Microsoft.Flux" } });
+    caIssues(w, issued);
+
+    const err = await failure(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ code: "EXTENSION_WRONG_TYPE", stage: "preflight", exitCode: 3 });
+    expect(err.message).toContain("Microsoft.Flux");
+    expect(w.acme.requests).toEqual([]);
+    expectZeroWrites(w);
+    expect(w.zone.txtAdds).toEqual([]);
+  });
+
+  it("when the extension has allowInsecureConnections=True, fails at preflight naming the setting (exit 3), before any order or write", async () => {
+    const w = world({ extension: { configurationSettings: { allowInsecureConnections: "True" } } });
+    caIssues(w, issued);
+
+    const err = await failure(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ code: "EXTENSION_INSECURE", stage: "preflight", exitCode: 3 });
+    expect(err.message).toContain("allowInsecureConnections");
+    expect(w.acme.requests).toEqual([]);
+    expectZeroWrites(w);
+  });
+
+  it("when the protected setting scoringFe.sslCert is present, inspection warns that it takes precedence (and writes nothing)", async () => {
+    const w = world({ extension: { protectedSettingKeys: ["scoringFe.sslCert", "scoringFe.sslKey", "unrelated"] } });
+    seedManaged(w, "azureml-tls-current", freshCert);
+    pointExtensionAt(w, "azureml-tls-current");
+
+    const inspection = await inspectTarget(w.deps, settings());
+
+    expect(inspection.warnings).toEqual([expect.stringContaining("scoringFe.sslCert, scoringFe.sslKey")]);
+    expect(inspection.warnings[0]).not.toContain("unrelated");
+    expect(inspection.decision).toMatchObject({ renew: false, reason: "UpToDate" });
+    expectZeroWrites(w);
+  });
+
+  it("when sslSecret names a secret that does not exist, the reason is SecretMissing and the message names the secret", async () => {
+    const w = world();
+    pointExtensionAt(w, "azureml-tls-gone");
+
+    const inspection = await inspectTarget(w.deps, settings());
+
+    expect(inspection.currentSecretName).toBe("azureml-tls-gone");
+    expect(inspection.decision).toMatchObject({ renew: true, reason: "SecretMissing" });
+    expect(inspection.decision.message).toContain("azureml-tls-gone");
+  });
+
+  it("when azureml-fe is missing, inspection warns and expects no address", async () => {
+    const w = world();
+    w.kube.services.clear();
+
+    const inspection = await inspectTarget(w.deps, settings());
+
+    expect(inspection.expected).toEqual([]);
+    expect(inspection.warnings).toEqual([expect.stringContaining("azureml-fe was not found")]);
+  });
+});
+
+describe("renewTarget: the extension update fails", () => {
+  it("in versioned mode: exit 3, the new secret stays for the next run, the old one is untouched and nothing is pruned", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    seedManaged(w, "azureml-tls-older", older);
+    pointExtensionAt(w, "azureml-tls-current");
+    const before = secretContent(w, "azureml-tls-current");
+    caIssues(w, issued);
+    w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "the extension update operation ended Failed");
+
+    const err = await failure(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ code: "EXTENSION_LRO_FAILED", stage: "extension", exitCode: ExitCode.RenewalFailed });
+    const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
+    expect(w.kube.writes.map((x) => x.name)).toEqual([newName]);
+    expect(secretContent(w, newName)?.cert).toBe(issued.chainPem);
+    expect(secretContent(w, "azureml-tls-current")).toEqual(before);
+    expect(w.kube.secrets.has("azureml-tls-older")).toBe(true);
+    expect(w.kube.deletes).toEqual([]);
+    expect(w.extension.settings.sslSecret).toBe("azureml-tls-current");
+  });
+
+  it("in versioned mode, a plain error from the adapter is attributed to the extension stage (exit 3)", async () => {
+    const w = world();
+    caIssues(w, issued);
+    w.extension.failUpdate = new Error("socket hang up");
+
+    const err = await failure(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ stage: "extension", exitCode: 3 });
+    expect(err.message).toContain("socket hang up");
+  });
+
+  it("in fixed mode: exit 3 and the previous certificate is written back into the secret", async () => {
+    const w = world();
+    seedUnmanaged(w, BASE, dueCert);
+    pointExtensionAt(w, BASE);
+    const before = w.kube.secrets.get(BASE)!;
+    caIssues(w, issued);
+    w.extension.failUpdate = new AmlcertError("EXTENSION_TIMEOUT", "extension", "the extension update did not finish in 30m");
+
+    const err = await failure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
+
+    expect(err).toMatchObject({ code: "EXTENSION_TIMEOUT", stage: "extension", exitCode: 3 });
+    expect(w.kube.writes.map((x) => x.name)).toEqual([BASE, BASE]);
+    expect(w.kube.writes[0]!.data["cert.pem"]!.toString()).toBe(issued.chainPem);
+    const restored = w.kube.writes[1]!;
+    expect(restored.data["cert.pem"]!.toString()).toBe(dueCert.chainPem);
+    expect(restored.data["key.pem"]!.toString()).toBe(dueCert.keyPem);
+    expect(restored.labels).toEqual(before.labels);
+    expect(restored.annotations).toEqual(before.annotations);
+    expect(secretContent(w, BASE)).toEqual({ cert: dueCert.chainPem, key: dueCert.keyPem });
+    expect(w.kube.deletes).toEqual([]);
+  });
+});
+
+describe("renewTarget: a stored certificate that was never rolled out", () => {
+  it("is reused instead of ordering a new one: no ACME order, no secret write, the extension points at it", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    seedManaged(w, "azureml-tls-stranded", issued);
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", secret: "azureml-tls-stranded", serial: issued.serialNumber, servingOk: true });
+    expect(w.acme.requests).toEqual([]);
+    expect(w.keys.calls).toBe(0);
+    expect(w.kube.writes).toEqual([]);
+    expect(w.extension.patches).toEqual([{ sslSecret: "azureml-tls-stranded", "scoringFe.sslSecret": "azureml-tls-stranded", sslCname: FQDN }]);
+  });
+
+  it("after a failed extension update, the next run rolls out the stored certificate without a second order", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    caIssues(w, issued);
+    w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "Failed");
+    await failure(renewTarget(w.deps, settings()));
+    w.extension.failUpdate = undefined;
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", serial: issued.serialNumber });
+    expect(w.acme.requests).toHaveLength(1);
+    expect(w.kube.writes).toHaveLength(1);
+  });
+
+  it("is not reused with --force, nor when it is not newer than the certificate in place", async () => {
+    const forced = world();
+    seedManaged(forced, "azureml-tls-current", dueCert);
+    pointExtensionAt(forced, "azureml-tls-current");
+    seedManaged(forced, "azureml-tls-stranded", shorterCert);
+    caIssues(forced, issued);
+    await renewTarget(forced.deps, settings({ force: true }));
+    expect(forced.acme.requests).toHaveLength(1);
+
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    seedManaged(w, "azureml-tls-older", older);
+    caIssues(w, issued);
+    const r = await renewTarget(w.deps, settings());
+    expect(w.acme.requests).toHaveLength(1);
+    expect(r.secret).not.toBe("azureml-tls-older");
+  });
+});
+
+describe("renewTarget: verifying that azureml-fe serves the new certificate", () => {
+  it("when the old serial keeps being served, fails with TLS_OLD_CERT_SERVED at verify-tls (exit 4) mentioning scoringFe.sslCert; the new secret stays, nothing is pruned, a Warning event is recorded", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    seedManaged(w, "azureml-tls-older", older);
+    pointExtensionAt(w, "azureml-tls-current");
+    caIssues(w, issued);
+    w.tlsProbe.serials = [dueCert.serialNumber];
+
+    const err = await failure(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", exitCode: ExitCode.VerificationFailed });
+    expect(err.message).toContain("scoringFe.sslCert");
+    expect(err.message).toContain(dueCert.serialNumber);
+    const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
+    expect(secretContent(w, newName)?.cert).toBe(issued.chainPem);
+    expect(w.extension.settings.sslSecret).toBe(newName);
+    expect(w.kube.deletes).toEqual([]);
+    expect(w.kube.secrets.has("azureml-tls-current")).toBe(true);
+    expect(w.kube.secrets.has("azureml-tls-older")).toBe(true);
+    expect(w.kube.events).toEqual([expect.objectContaining({ secretName: newName, type: "Warning", reason: "VerificationFailed", message: err.message })]);
+    // it kept probing while pods could still roll, and stopped at the bound
+    expect(w.tlsProbe.calls.length).toBeGreaterThan(1);
+    expect(w.tlsProbe.calls.length).toBeLessThanOrEqual(60_000 / 5_000 + 1);
+  });
+
+  it("when azureml-fe serves the new serial only after a few probes (pods rolling), the renewal succeeds", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    caIssues(w, issued);
+    w.tlsProbe.serials = [dueCert.serialNumber, dueCert.serialNumber, issued.serialNumber];
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", servingOk: true });
+    expect(w.tlsProbe.calls).toHaveLength(3);
+    expect(w.clock.sleeps).toEqual([5_000, 5_000]);
+  });
+
+  it("when the new serial is served but the chain does not validate, fails at verify-tls", async () => {
+    const w = world();
+    caIssues(w, issued);
+    w.tlsProbe.authorized = false;
+    w.tlsProbe.authorizationError = "UNABLE_TO_GET_ISSUER_CERT_LOCALLY";
+
+    const err = await failure(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", exitCode: 4 });
+    expect(err.message).toContain("UNABLE_TO_GET_ISSUER_CERT_LOCALLY");
+  });
+
+  it("when the clock does not advance, the TLS wait still stops after timeout/interval+1 probes", async () => {
+    const w = world();
+    caIssues(w, issued);
+    w.tlsProbe.serials = ["01"];
+    w.deps.clock = { now: () => T0, sleep: async () => undefined };
+
+    const err = await failure(renewTarget(w.deps, settings({ verifyTimeoutMs: 60_000, verifyIntervalMs: 5_000 })));
+
+    expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", exitCode: 4 });
+    expect(w.tlsProbe.calls).toHaveLength(13);
+  });
+
+  it("in fixed mode when the PATCH changed nothing, the failure explains that azureml-fe was not rolled", async () => {
+    const w = world();
+    seedUnmanaged(w, BASE, dueCert);
+    pointExtensionAt(w, BASE);
+    caIssues(w, issued);
+    w.tlsProbe.serials = [dueCert.serialNumber];
+
+    const err = await failure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
+
+    expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", exitCode: 4 });
+    expect(err.message).toContain("secretMode: versioned");
+  });
+});
+
+describe("renewTarget: DNS", () => {
+  it("when the FQDN does not resolve to azureml-fe before issuing, it only warns and the renewal proceeds", async () => {
+    const rec = recordingLogger();
+    const w = world({ logger: rec.logger });
+    caIssues(w, issued);
+    // the resolver still has a stale answer at first, then catches up
+    w.lookup.resolverAnswers.set(FQDN, [{ addresses: ["203.0.113.9"], cnames: [] }, { addresses: [INGRESS_IP], cnames: [] }]);
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", dnsOk: true });
+    expect(rec.messages("warn")).toEqual(expect.arrayContaining([expect.stringMatching(/DNS check before issuing: .*203\.0\.113\.9/)]));
+    expect(w.zone.aUpserts).toEqual([]);
+  });
+
+  it("when the FQDN still does not resolve to azureml-fe after rollout, fails with DNS_MISMATCH at verify-dns (exit 4) and prunes nothing", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    seedManaged(w, "azureml-tls-older", older);
+    pointExtensionAt(w, "azureml-tls-current");
+    caIssues(w, issued);
+    w.lookup.resolverAnswers.set(FQDN, [{ addresses: ["203.0.113.9"], cnames: [] }]);
+
+    const err = await failure(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ code: "DNS_MISMATCH", stage: "verify-dns", exitCode: ExitCode.VerificationFailed });
+    expect(err.message).toContain("203.0.113.9");
+    expect(err.message).toContain(INGRESS_IP);
+    expect(w.extension.patches).toHaveLength(1);
+    expect(w.kube.deletes).toEqual([]);
+    expect(w.kube.events).toEqual([expect.objectContaining({ type: "Warning" })]);
+  });
+
+  it("when the authoritative servers answer a wrong address, the check names them", async () => {
+    const w = world();
+    w.zone.seedA(FQDN, ["198.51.100.7"]);
+    caIssues(w, issued);
+    w.lookup.resolverAnswers.set(FQDN, [{ addresses: [INGRESS_IP], cnames: [] }]);
+
+    const err = await failure(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ code: "DNS_MISMATCH", exitCode: 4 });
+    expect(err.message).toContain("authoritative servers answer 198.51.100.7");
+  });
+
+  it("with manageRecord, a wrong A record is upserted to azureml-fe's IP and the renewal verifies", async () => {
+    const w = world();
+    w.zone.seedA(FQDN, ["198.51.100.7"]);
+    caIssues(w, issued);
+
+    const r = await renewTarget(w.deps, settings({ manageRecord: true, recordTtlSeconds: 120 }));
+
+    expect(w.zone.aUpserts).toEqual([{ fqdn: FQDN, addresses: [INGRESS_IP], ttl: 120, outcome: "updated" }]);
+    expect(r).toMatchObject({ action: "renewed", dnsOk: true, servingOk: true });
+  });
+
+  it("with manageRecord, a missing A record is created; a correct one is left alone", async () => {
+    const missing = world();
+    missing.zone.a.clear();
+    caIssues(missing, issued);
+    await renewTarget(missing.deps, settings({ manageRecord: true }));
+    expect(missing.zone.aUpserts).toEqual([{ fqdn: FQDN, addresses: [INGRESS_IP], ttl: 300, outcome: "created" }]);
+
+    const correct = world();
+    caIssues(correct, issued);
+    await renewTarget(correct.deps, settings({ manageRecord: true }));
+    expect(correct.zone.aUpserts).toEqual([]);
+  });
+
+  it("accepts a CNAME whose target looks like hex (dead.add.bad) when it leads to azureml-fe's address", async () => {
+    const w = world({ challengeZones: ["add.bad"] });
+    w.zone.a.delete(FQDN);
+    w.zone.seedCname(FQDN, "dead.add.bad");
+    w.challengeZones[0]!.seedA("dead.add.bad", [INGRESS_IP]);
+    caIssues(w, issued);
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", dnsOk: true });
+  });
+
+  it("accepts a CNAME to azureml-fe's address through the zones", async () => {
+    const w = world();
+    w.zone.a.delete(FQDN);
+    w.zone.seedCname(FQDN, "lb.contoso.test");
+    w.zone.seedA("lb.contoso.test", [INGRESS_IP]);
+    caIssues(w, issued);
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", dnsOk: true });
+  });
+});
+
+describe("renewTarget: pruning old secret versions after a verified renewal", () => {
+  function withHistory(): FakeWorld {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    seedManaged(w, "azureml-tls-older", older);
+    seedManaged(w, "azureml-tls-oldest", oldest);
+    pointExtensionAt(w, "azureml-tls-current");
+    // not ours to delete: hand-made, another base, another manager
+    seedUnmanaged(w, "azureml-tls-manual", oldest);
+    seedManaged(w, "other-tls-20250101-00000001", oldest, "other-tls");
+    w.kube.seedSecret({ name: "azureml-tls-helm", data: { "cert.pem": oldest.chainPem }, labels: { [LABEL_MANAGED_BY]: "helm", [LABEL_SECRET_BASE]: BASE } });
+    caIssues(w, issued);
+    return w;
+  }
+  const unmanaged = ["azureml-tls-manual", "other-tls-20250101-00000001", "azureml-tls-helm"];
+
+  it("keeps the new secret and keepPrevious=1 older version (the one replaced), deleting the rest of ours", async () => {
+    const w = withHistory();
+
+    const r = await renewTarget(w.deps, settings({ keepPrevious: 1 }));
+
+    expect(w.kube.deletes.sort()).toEqual(["azureml-tls-older", "azureml-tls-oldest"]);
+    expect(w.kube.secrets.has(r.secret!)).toBe(true);
+    expect(w.kube.secrets.has("azureml-tls-current")).toBe(true);
+    for (const name of unmanaged) expect(w.kube.secrets.has(name)).toBe(true);
+  });
+
+  it("with keepPrevious=2, keeps the replaced version and the newest older one", async () => {
+    const w = withHistory();
+
+    await renewTarget(w.deps, settings({ keepPrevious: 2 }));
+
+    expect(w.kube.deletes).toEqual(["azureml-tls-oldest"]);
+  });
+
+  it("with keepPrevious larger than the history, deletes nothing", async () => {
+    const w = withHistory();
+
+    await renewTarget(w.deps, settings({ keepPrevious: 5 }));
+
+    expect(w.kube.deletes).toEqual([]);
+  });
+
+  it("when the replaced secret was made by hand, it is never deleted and keepPrevious counts only our versions", async () => {
+    const w = world();
+    seedUnmanaged(w, "my-tls", dueCert);
+    pointExtensionAt(w, "my-tls");
+    seedManaged(w, "azureml-tls-older", older);
+    seedManaged(w, "azureml-tls-oldest", oldest);
+    caIssues(w, issued);
+
+    await renewTarget(w.deps, settings({ keepPrevious: 1 }));
+
+    expect(w.kube.deletes).toEqual(["azureml-tls-oldest"]);
+    expect(w.kube.secrets.has("my-tls")).toBe(true);
+  });
+
+  it("in fixed mode, deletes nothing", async () => {
+    const w = world();
+    seedUnmanaged(w, BASE, dueCert);
+    seedManaged(w, "azureml-tls-older", older);
+    caIssues(w, issued);
+
+    await renewTarget(w.deps, settings({ secretMode: "fixed" }));
+
+    expect(w.kube.deletes).toEqual([]);
+  });
+
+  it("when pruning fails, the renewal still succeeds", async () => {
+    const w = withHistory();
+    w.kube.failDelete = new Error("forbidden");
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", servingOk: true });
+  });
+});
