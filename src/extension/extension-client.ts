@@ -1,0 +1,135 @@
+/**
+ * ExtensionClient on Microsoft.KubernetesConfiguration/extensions through @azure/arm-kubernetesconfiguration.
+ * The PATCH carries only `configurationSettings` (merged by ARM); `configurationProtectedSettings` are never sent,
+ * because ARM replaces them as a whole and would drop the ones amlcert cannot read back. The long-running operation
+ * is followed through Azure-AsyncOperation within `lroTimeoutMs`; whether ARM changed anything is read from the
+ * status of the PATCH itself (202 = accepted change, 200 = nothing to do).
+ */
+import { SourceControlConfigurationClient, type Extension } from "@azure/arm-kubernetesconfiguration";
+import type { TokenCredential } from "@azure/identity";
+import type { Logger } from "pino";
+import { AmlcertError, type Stage } from "../errors.js";
+import type { ExtensionClient, ExtensionState } from "../ports.js";
+import { toAmlcertError } from "../azure/arm-error.js";
+
+export interface ExtensionClientOptions {
+  credential: TokenCredential;
+  /** ARM endpoint, e.g. https://management.azure.com */
+  endpoint: string;
+  /** token scope, e.g. https://management.azure.com/.default */
+  scope: string;
+  subscriptionId: string;
+  resourceGroup: string;
+  clusterType: "managedClusters" | "connectedClusters";
+  clusterName: string;
+  extensionName: string;
+  logger: Logger;
+  /** bound on the whole update: the PATCH and every poll */
+  lroTimeoutMs: number;
+  /** interval between operation polls when ARM sends no Retry-After; default the SDK's (2 s) */
+  pollIntervalMs?: number;
+  /** SDK retry policy for 429/5xx/network errors */
+  retry?: { maxRetries: number; retryDelayMs: number; maxRetryDelayMs: number };
+  /** stage errors are attributed to; default "extension" */
+  stage?: Stage;
+}
+
+const CLUSTER_RP = { managedClusters: "Microsoft.ContainerService", connectedClusters: "Microsoft.Kubernetes" } as const;
+const ROLE_HINT = '"Kubernetes Extension Contributor" or the custom role in deploy/azure/amlcert-extension-role.json';
+
+function toState(ext: Extension): ExtensionState {
+  return {
+    id: ext.id,
+    extensionType: ext.extensionType ?? "",
+    provisioningState: ext.provisioningState,
+    configurationSettings: { ...(ext.configurationSettings ?? {}) },
+    protectedSettingKeys: Object.keys(ext.configurationProtectedSettings ?? {}),
+  };
+}
+
+interface RawResponse {
+  status: number;
+  parsedBody?: unknown;
+}
+
+export function createExtensionClient(opts: ExtensionClientOptions): ExtensionClient {
+  const stage = opts.stage ?? "extension";
+  const rp = CLUSTER_RP[opts.clusterType];
+  const { resourceGroup: rg, clusterType, clusterName, extensionName } = opts;
+  const client = new SourceControlConfigurationClient(opts.credential, opts.subscriptionId, {
+    endpoint: opts.endpoint,
+    credentialScopes: [opts.scope],
+    ...(opts.retry
+      ? { retryOptions: { maxRetries: opts.retry.maxRetries, retryDelayInMs: opts.retry.retryDelayMs, maxRetryDelayInMs: opts.retry.maxRetryDelayMs } }
+      : {}),
+  });
+  const resourceId = `/subscriptions/${opts.subscriptionId}/resourceGroups/${rg}/providers/${rp}/${clusterType}/${clusterName}/providers/Microsoft.KubernetesConfiguration/extensions/${extensionName}`;
+  const log = opts.logger.child({ component: "extension", extension: extensionName, cluster: clusterName });
+  const notFound = `extension ${extensionName} was not found on ${clusterType}/${clusterName} in resource group ${rg} of subscription ${opts.subscriptionId}; check the extension settings (subscriptionId, resourceGroup, clusterType, clusterName, name)`;
+
+  const fail = (err: unknown, doing: string, action: string) =>
+    toAmlcertError(err, { stage, doing, action, scope: resourceId, roleHint: ROLE_HINT, notFound });
+
+  return {
+    async get() {
+      try {
+        return toState(await client.extensions.get(rg, rp, clusterType, clusterName, extensionName));
+      } catch (err) {
+        throw fail(err, `read extension ${extensionName}`, "Microsoft.KubernetesConfiguration/extensions/read");
+      }
+    },
+
+    async updateSettings(settings) {
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), opts.lroTimeoutMs);
+      let initialStatus: number | undefined;
+      let lroError: { code?: string; message?: string } | undefined;
+      const onResponse = (raw: RawResponse) => {
+        initialStatus ??= raw.status;
+        const body = raw.parsedBody;
+        if (body && typeof body === "object" && "status" in body && typeof body.status === "string" && /^(failed|canceled|cancelled)$/i.test(body.status)) {
+          const e = (body as { error?: { code?: string; message?: string } | null }).error;
+          lroError = { code: e?.code ?? body.status, message: e?.message ?? `the operation ended ${body.status}` };
+        }
+      };
+      const started = Date.now();
+      try {
+        const poller = await client.extensions.beginUpdate(
+          rg,
+          rp,
+          clusterType,
+          clusterName,
+          extensionName,
+          { configurationSettings: { ...settings } },
+          { abortSignal: abort.signal, onResponse, ...(opts.pollIntervalMs !== undefined ? { updateIntervalInMs: opts.pollIntervalMs } : {}) },
+        );
+        const changed = initialStatus === 202 || initialStatus === 201;
+        if (changed) log.info({ keys: Object.keys(settings) }, "extension update accepted; waiting for the operation");
+        const result = await poller.pollUntilDone({ abortSignal: abort.signal });
+        const state = toState(result);
+        log.info({ changed, provisioningState: state.provisioningState, ms: Date.now() - started }, changed ? "extension updated" : "extension already had these settings");
+        return { changed, state };
+      } catch (err) {
+        if (abort.signal.aborted) {
+          throw new AmlcertError(
+            "EXTENSION_TIMEOUT",
+            stage,
+            `the update of extension ${extensionName} did not finish within ${Math.round(opts.lroTimeoutMs / 1000)} s (extension.lroTimeout); ARM may still complete it: check its provisioningState with az k8s-extension show`,
+            { cause: err, details: { extension: resourceId, accepted: initialStatus === 202 } },
+          );
+        }
+        if (lroError || (err instanceof Error && /long-running operation has (failed|been canceled)|operation was canceled/i.test(err.message))) {
+          const code = lroError?.code ?? "Failed";
+          const message = lroError?.message ?? (err as Error).message;
+          throw new AmlcertError("EXTENSION_LRO_FAILED", stage, `the update of extension ${extensionName} failed in Azure: ${code}: ${message}`, {
+            cause: err,
+            details: { extension: resourceId, armCode: code },
+          });
+        }
+        throw fail(err, `update extension ${extensionName}`, "Microsoft.KubernetesConfiguration/extensions/write");
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}

@@ -1,0 +1,285 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { DnsManagementClient } from "@azure/arm-dns";
+import { createAzureDnsZone, type AzureDnsZoneOptions } from "../../src/azure-dns/azure-dns-zone.js";
+import { AmlcertError } from "../../src/errors.js";
+import type { DnsZone } from "../../src/ports.js";
+import { DNS_RG, SP, SUBSCRIPTION, ZONE, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
+
+const DNS_ROLE = join(import.meta.dirname, "../../deploy/azure/amlcert-dns-role.json");
+const ZONE_SCOPE = `/subscriptions/${SUBSCRIPTION}/resourceGroups/${DNS_RG}/providers/Microsoft.Network/dnszones/${ZONE}`;
+
+let fx: AzureFixture;
+beforeAll(async () => {
+  fx = await startAzureFixture();
+});
+afterAll(async () => {
+  await fx?.close();
+});
+afterEach(() => {
+  fx.arm.faults.clear();
+  fx.arm.clearAuthorization();
+  fx.arm.requests.length = 0;
+  for (const rs of fx.zones.listRecordSets(fx.zones.getZone(SUBSCRIPTION, DNS_RG, ZONE)!)) {
+    fx.zones.deleteRecordSet(fx.zones.getZone(SUBSCRIPTION, DNS_RG, ZONE)!, rs.type, rs.name);
+  }
+});
+
+function dnsZone(overrides: Partial<AzureDnsZoneOptions> = {}): DnsZone {
+  return createAzureDnsZone({
+    credential: fx.credential().credential,
+    endpoint: fx.cloud.resourceManagerEndpoint,
+    scope: fx.cloud.tokenScope,
+    subscriptionId: SUBSCRIPTION,
+    resourceGroup: DNS_RG,
+    zone: ZONE,
+    logger: fx.logger,
+    retry: { maxRetries: 2, retryDelayMs: 10, maxRetryDelayMs: 40 },
+    ...overrides,
+  });
+}
+
+const zoneRecord = () => fx.zones.getZone(SUBSCRIPTION, DNS_RG, ZONE)!;
+const txtValues = (rel: string) => (fx.zones.getRecordSet(zoneRecord(), "TXT", rel)?.txt ?? []).map((v) => v.join(""));
+
+async function rejection(p: Promise<unknown>): Promise<AmlcertError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AmlcertError);
+  return err as AmlcertError;
+}
+
+describe("TXT values", () => {
+  test("when one value is added, the record set is created with If-None-Match: * and the TTL asked for", async () => {
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.www.${ZONE}`, "value-1", 60);
+    expect(txtValues("_acme-challenge.www")).toEqual(["value-1"]);
+    expect(fx.zones.getRecordSet(zoneRecord(), "TXT", "_acme-challenge.www")?.ttl).toBe(60);
+    const put = fx.arm.requests.find((r) => r.method === "PUT");
+    expect(put).toMatchObject({ status: 201, ifNoneMatch: "*", apiVersion: "2018-05-01", principalOid: SP.objectId });
+  });
+
+  test("when four values are appended to one name concurrently, every value survives", async () => {
+    const z = dnsZone();
+    const values = ["auth-a", "auth-b", "auth-c", "auth-d"];
+    await Promise.all(values.map((v) => z.addTxtValue(`_acme-challenge.${ZONE}`, v, 60)));
+    expect(txtValues("_acme-challenge").sort()).toEqual(values);
+    // every write was conditional: creates with If-None-Match, updates with If-Match
+    const writes = fx.arm.requests.filter((r) => r.method === "PUT");
+    expect(writes.every((r) => r.ifNoneMatch === "*" || (r.ifMatch !== undefined && r.ifMatch.length > 0))).toBe(true);
+  });
+
+  test("when a value is already present, adding it again writes nothing", async () => {
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "same", 60);
+    fx.arm.requests.length = 0;
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "same", 60);
+    expect(fx.arm.requests.map((r) => r.method)).toEqual(["GET"]);
+    expect(txtValues("_acme-challenge")).toEqual(["same"]);
+  });
+
+  test("when ARM answers 412 to a write, the adapter reads the set again and retries with the new ETag", async () => {
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "first", 60);
+    fx.arm.requests.length = 0;
+    const fault = fx.arm.faults.add({ method: "PUT", status: 412, code: "PreconditionFailed", message: "The Record set _acme-challenge has been modified (etag mismatch)." });
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "second", 60);
+    expect(fault.hits).toBe(1);
+    expect(fx.arm.requests.map((r) => `${r.method} ${r.status}`)).toEqual(["GET 200", "PUT 412", "GET 200", "PUT 200"]);
+    expect(txtValues("_acme-challenge").sort()).toEqual(["first", "second"]);
+  });
+
+  test("when another writer changed the set after our read, the stale ETag gets 412 and our retry keeps their value", async () => {
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "ours-1", 60);
+    let played = false;
+    fx.arm.beforeHandle = (r) => {
+      // a concurrent writer rewrites the set (new ETag) between our read and our first write
+      if (played || r.method !== "PUT") return;
+      played = true;
+      const current = fx.zones.getRecordSet(zoneRecord(), "TXT", "_acme-challenge")!;
+      fx.zones.putRecordSet(zoneRecord(), "TXT", "_acme-challenge", { ttl: current.ttl, txt: [...(current.txt ?? []), ["theirs"]] });
+    };
+    try {
+      fx.arm.requests.length = 0;
+      await z.addTxtValue(`_acme-challenge.${ZONE}`, "ours-2", 60);
+    } finally {
+      fx.arm.beforeHandle = undefined;
+    }
+    expect(fx.arm.requests.map((r) => `${r.method} ${r.status}`)).toEqual(["GET 200", "PUT 412", "GET 200", "PUT 200"]);
+    expect(txtValues("_acme-challenge").sort()).toEqual(["ours-1", "ours-2", "theirs"]);
+  });
+
+  test("when one of two values is removed, the other stays; when the last is removed, the record set is deleted with If-Match", async () => {
+    const z = dnsZone();
+    await Promise.all([z.addTxtValue(`_acme-challenge.${ZONE}`, "keep", 60), z.addTxtValue(`_acme-challenge.${ZONE}`, "drop", 60)]);
+    await z.removeTxtValue(`_acme-challenge.${ZONE}`, "drop");
+    expect(txtValues("_acme-challenge")).toEqual(["keep"]);
+    fx.arm.requests.length = 0;
+    await z.removeTxtValue(`_acme-challenge.${ZONE}`, "keep");
+    expect(fx.zones.getRecordSet(zoneRecord(), "TXT", "_acme-challenge")).toBeUndefined();
+    const del = fx.arm.requests.find((r) => r.method === "DELETE");
+    expect(del?.status).toBe(200);
+    expect(del?.ifMatch).toBeTruthy();
+  });
+
+  test("when the record set or the value is missing, removing is not an error and writes nothing", async () => {
+    const z = dnsZone();
+    await z.removeTxtValue(`_acme-challenge.nothing.${ZONE}`, "v");
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "other", 60);
+    fx.arm.requests.length = 0;
+    await z.removeTxtValue(`_acme-challenge.${ZONE}`, "not-there");
+    expect(fx.arm.requests.map((r) => r.method)).toEqual(["GET"]);
+    expect(txtValues("_acme-challenge")).toEqual(["other"]);
+  });
+
+  test("when the apex itself is asked for, the relative name @ is used", async () => {
+    const z = dnsZone();
+    await z.addTxtValue(ZONE, "apex-value", 60);
+    expect(txtValues("@")).toEqual(["apex-value"]);
+    expect(fx.arm.requests.some((r) => r.path.endsWith("/TXT/@"))).toBe(true);
+  });
+});
+
+describe("other record types and the zone", () => {
+  test("getCname returns the CNAME target without the trailing dot, and undefined where there is none", async () => {
+    fx.zones.putRecordSet(zoneRecord(), "CNAME", "_acme-challenge.api", { ttl: 300, cname: "_acme-challenge.api.validation.example.net" });
+    const z = dnsZone();
+    expect(await z.getCname(`_acme-challenge.api.${ZONE}`)).toBe("_acme-challenge.api.validation.example.net");
+    expect(await z.getCname(`_acme-challenge.www.${ZONE}`)).toBeUndefined();
+  });
+
+  test("upsertA creates, then leaves an identical set alone, then updates a different one", async () => {
+    const z = dnsZone();
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.4"], 300)).toBe("created");
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.4"], 300)).toBe("unchanged");
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.5", "10.0.0.4"], 300)).toBe("updated");
+    expect(fx.zones.getRecordSet(zoneRecord(), "A", "ml")?.addresses).toEqual(["10.0.0.4", "10.0.0.5"]);
+  });
+
+  test("nameServers returns the zone's name servers from ARM without trailing dots", async () => {
+    expect(await dnsZone().nameServers()).toEqual(["ns1-01.azure-dns.test", "ns2-01.azure-dns.test"]);
+  });
+
+  test("when the zone does not exist, the error is AZURE_NOT_FOUND naming subscription, resource group and zone", async () => {
+    const z = dnsZone({ zone: "missing.test" });
+    for (const call of [() => z.addTxtValue("_acme-challenge.missing.test", "v", 60), () => z.nameServers(), () => z.removeTxtValue("_acme-challenge.missing.test", "v")]) {
+      const err = await rejection(call());
+      expect(err.code).toBe("AZURE_NOT_FOUND");
+      expect(err.stage).toBe("dns-challenge");
+      expect(err.message).toContain("missing.test");
+      expect(err.message).toContain(DNS_RG);
+      expect(err.message).toContain(SUBSCRIPTION);
+    }
+  });
+});
+
+describe("failures", () => {
+  test("when the identity may not write TXT record sets, the 403 names the action, the scope and the role to assign", async () => {
+    fx.arm.deny({ principalOid: SP.objectId, action: "Microsoft.Network/dnszones/TXT/write" });
+    const err = await rejection(dnsZone().addTxtValue(`_acme-challenge.www.${ZONE}`, "v", 60));
+    expect(err.code).toBe("AZURE_FORBIDDEN");
+    expect(err.stage).toBe("dns-challenge");
+    expect(err.message).toContain("Microsoft.Network/dnszones/TXT/write");
+    // ARM echoes the scope as the request spelled it (the SDK writes "dnsZones")
+    expect(err.message.toLowerCase()).toContain(`${ZONE_SCOPE}/TXT/_acme-challenge.www`.toLowerCase());
+    expect(err.message).toContain("DNS Zone Contributor");
+    expect(err.message).toContain("deploy/azure/amlcert-dns-role.json");
+    expect(err.message).toContain(SP.objectId);
+  });
+
+  test("when ARM keeps answering 429 beyond the SDK's retries, the error is AZURE_THROTTLED", async () => {
+    const fault = fx.arm.faults.add({ status: 429, times: Infinity, retryAfterSeconds: 0 });
+    const err = await rejection(dnsZone().addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
+    expect(err.code).toBe("AZURE_THROTTLED");
+    expect(fault.hits).toBe(3); // the first try and maxRetries=2 retries, each honouring Retry-After
+  });
+
+  test("when ARM answers 429 with Retry-After fewer times than the retry budget, the write goes through", async () => {
+    const fault = fx.arm.faults.add({ status: 429, times: 2, retryAfterSeconds: 0 });
+    await dnsZone().addTxtValue(`_acme-challenge.${ZONE}`, "v", 60);
+    expect(fault.hits).toBe(2);
+    expect(txtValues("_acme-challenge")).toEqual(["v"]);
+  });
+
+  test("when ARM has a transient 500, the SDK retries and the write goes through", async () => {
+    const fault = fx.arm.faults.add({ method: "PUT", status: 500, times: 1 });
+    await dnsZone().addTxtValue(`_acme-challenge.${ZONE}`, "v", 60);
+    expect(fault.hits).toBe(1);
+    expect(txtValues("_acme-challenge")).toEqual(["v"]);
+  });
+
+  test("when every write conflicts, the adapter gives up after its bound with AZURE_CONFLICT", async () => {
+    fx.arm.faults.add({ method: "PUT", status: 412, times: Infinity });
+    const err = await rejection(dnsZone({ maxConflictRetries: 3 }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
+    expect(err.code).toBe("AZURE_CONFLICT");
+    expect(fx.arm.requests.filter((r) => r.method === "PUT")).toHaveLength(3);
+  });
+
+  test("when a name outside the zone is given, the adapter refuses it without calling ARM", async () => {
+    const err = await rejection(dnsZone().addTxtValue("_acme-challenge.other.test", "v", 60));
+    expect(err.code).toBe("INTERNAL");
+    expect(fx.arm.requests).toHaveLength(0);
+  });
+});
+
+describe("shipped custom role", () => {
+  test("when the identity holds only deploy/azure/amlcert-dns-role.json on the zone, every adapter call is allowed", async () => {
+    fx.arm.assignRole({ principalOid: SP.objectId, roleFile: DNS_ROLE, scope: ZONE_SCOPE });
+    fx.zones.putRecordSet(zoneRecord(), "CNAME", "_acme-challenge.api", { ttl: 300, cname: "x.example.net" });
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "a", 60);
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "b", 60);
+    await z.removeTxtValue(`_acme-challenge.${ZONE}`, "a");
+    await z.removeTxtValue(`_acme-challenge.${ZONE}`, "b");
+    expect(await z.getCname(`_acme-challenge.api.${ZONE}`)).toBe("x.example.net");
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.1.2.3"], 300)).toBe("created");
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.1.2.4"], 300)).toBe("updated");
+    expect(await z.nameServers()).toHaveLength(2);
+    expect(fx.arm.requests.filter((r) => r.status === 403)).toEqual([]);
+    const actions = new Set(fx.arm.requests.map((r) => r.action));
+    const role = JSON.parse(readFileSync(DNS_ROLE, "utf8")) as { Actions: string[] };
+    // the role grants what the adapter uses, and nothing it does not use
+    expect([...actions].sort()).toEqual([...role.Actions].sort());
+  });
+
+  test("when the role lacks TXT/write, adding a TXT value fails with a 403 naming that action", async () => {
+    const role = JSON.parse(readFileSync(DNS_ROLE, "utf8")) as { Actions: string[] };
+    const reduced = join(fx.dir, "dns-role-without-txt-write.json");
+    writeFileSync(reduced, JSON.stringify({ ...role, Actions: role.Actions.filter((a) => a !== "Microsoft.Network/dnszones/TXT/write") }));
+    fx.arm.assignRole({ principalOid: SP.objectId, roleFile: reduced, scope: ZONE_SCOPE });
+    const err = await rejection(dnsZone().addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
+    expect(err.code).toBe("AZURE_FORBIDDEN");
+    expect(err.message).toContain("Microsoft.Network/dnszones/TXT/write");
+  });
+
+  test("when the role is assigned on another zone only, the calls on this zone are refused", async () => {
+    fx.arm.assignRole({ principalOid: SP.objectId, roleFile: DNS_ROLE, scope: `/subscriptions/${SUBSCRIPTION}/resourceGroups/${DNS_RG}/providers/Microsoft.Network/dnszones/other.test` });
+    const err = await rejection(dnsZone().nameServers());
+    expect(err.code).toBe("AZURE_FORBIDDEN");
+    expect(err.message).toContain("Microsoft.Network/dnszones/read");
+  });
+});
+
+describe("the ARM stand-in, seen through the SDK", () => {
+  test("lists record sets by type and the whole zone with ARM's shapes (apex NS and SOA included)", async () => {
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "v1", 60);
+    await z.upsertA(`ml.${ZONE}`, ["10.0.0.9"], 300);
+    const client = new DnsManagementClient(fx.credential().credential, SUBSCRIPTION, { endpoint: fx.cloud.resourceManagerEndpoint, credentialScopes: [fx.cloud.tokenScope] });
+    const txt = [];
+    for await (const rs of client.recordSets.listByType(DNS_RG, ZONE, "TXT")) txt.push(rs);
+    expect(txt).toHaveLength(1);
+    expect(txt[0]).toMatchObject({ name: "_acme-challenge", type: "Microsoft.Network/dnszones/TXT", ttl: 60, fqdn: `_acme-challenge.${ZONE}.`, provisioningState: "Succeeded", txtRecords: [{ value: ["v1"] }] });
+    expect(txt[0]!.etag).toBeTruthy();
+    const all = [];
+    for await (const rs of client.recordSets.listByDnsZone(DNS_RG, ZONE)) all.push(`${rs.type?.split("/").pop()} ${rs.name}`);
+    expect(all.sort()).toEqual(["A ml", "NS @", "SOA @", "TXT _acme-challenge"]);
+    const zone = await client.zones.get(DNS_RG, ZONE);
+    expect(zone).toMatchObject({ numberOfRecordSets: 4, nameServers: ["ns1-01.azure-dns.test.", "ns2-01.azure-dns.test."], zoneType: "Public" });
+  });
+});
+
