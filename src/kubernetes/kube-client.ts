@@ -1,0 +1,251 @@
+/**
+ * Loading a kubeconfig (or the in-cluster ServiceAccount) and building @kubernetes/client-node API clients with a
+ * bounded request time, plus the one mapping from client-node failures to AmlcertError.
+ *
+ * client-node 1.x reports an HTTP failure as `ApiException` with `code` (the status) and `body` (the response text,
+ * a JSON metav1.Status from a real API server); network and TLS failures come from node-fetch as `FetchError`
+ * (with a Node `code` such as ECONNREFUSED) and timeouts as `AbortError`.
+ */
+import { homedir } from "node:os";
+import { join } from "node:path";
+import {
+  ApiException,
+  CoordinationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  ServerConfiguration,
+  createConfiguration,
+  type Middleware,
+  type RequestContext,
+  type ResponseContext,
+} from "@kubernetes/client-node";
+import { AmlcertError, type Stage } from "../errors.js";
+
+export type KubeSource =
+  | {
+      kind: "kubeconfig";
+      /** default: KUBECONFIG / ~/.kube/config, as kubectl (resolved by client-node's loadFromDefault) */
+      path?: string;
+      /** default: the kubeconfig's current-context */
+      context?: string;
+    }
+  | {
+      kind: "in-cluster";
+      /** where the ServiceAccount token, ca.crt and namespace are mounted (default /var/run/secrets/kubernetes.io/serviceaccount) */
+      serviceAccountDir?: string;
+      /** API server address; default KUBERNETES_SERVICE_HOST/PORT as client-node reads them */
+      server?: string;
+    };
+
+/** The part of a pino logger the Kubernetes adapters use. */
+export interface KubeLogger {
+  debug(obj: Record<string, unknown>, msg: string): void;
+  info(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+}
+
+export interface KubeApis {
+  core: CoreV1Api;
+  coordination: CoordinationV1Api;
+  /** API server URL */
+  server: string;
+  /** kubeconfig context name ("in-cluster" for the ServiceAccount) */
+  context: string;
+}
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+function describeSource(source: KubeSource): string {
+  if (source.kind === "in-cluster") return "the in-cluster ServiceAccount";
+  return `kubeconfig ${source.path ?? "(default: KUBECONFIG or ~/.kube/config)"}${source.context ? ` context "${source.context}"` : ""}`;
+}
+
+/** Load the configuration; CONFIG_INVALID when the file, context or in-cluster mount is unusable. */
+export function loadKubeConfig(source: KubeSource): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    if (source.kind === "in-cluster") {
+      const dir = source.serviceAccountDir ?? SERVICE_ACCOUNT_DIR;
+      if (source.server) {
+        kc.loadFromClusterAndUser(
+          { name: "in-cluster", server: source.server, caFile: join(dir, "ca.crt"), skipTLSVerify: false },
+          { name: "in-cluster", authProvider: { name: "tokenFile", config: { tokenFile: join(dir, "token") } } },
+        );
+      } else {
+        const prefix = dir.endsWith(SERVICE_ACCOUNT_DIR) ? dir.slice(0, -SERVICE_ACCOUNT_DIR.length) : undefined;
+        if (prefix === undefined) throw new Error(`serviceAccountDir ${dir} needs an explicit server address`);
+        kc.loadFromCluster(prefix);
+        const server = kc.getCurrentCluster()?.server ?? "";
+        if (/^https?:\/\/(undefined)?:(undefined)?$/.test(server) || server.includes("undefined")) {
+          throw new Error("KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set: amlcert is not running in a pod");
+        }
+      }
+    } else {
+      if (source.path) kc.loadFromFile(source.path);
+      else {
+        kc.loadFromDefault();
+        const c = kc.getCurrentCluster();
+        if (!c || (c.name === "cluster" && c.server === "http://localhost:8080")) {
+          throw new Error(`no kubeconfig found (KUBECONFIG is unset and ${join(homedir(), ".kube", "config")} does not exist)`);
+        }
+      }
+      if (source.context) {
+        if (!kc.getContextObject(source.context)) {
+          const known = kc.getContexts().map((c) => c.name);
+          throw new Error(`no context "${source.context}" (contexts: ${known.join(", ") || "none"})`);
+        }
+        kc.setCurrentContext(source.context);
+      }
+    }
+  } catch (err) {
+    throw new AmlcertError("CONFIG_INVALID", "config", `cannot use ${describeSource(source)}: ${(err as Error).message}`, { cause: err });
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) {
+    throw new AmlcertError("CONFIG_INVALID", "config", `${describeSource(source)}: the current context names no cluster`);
+  }
+  if (cluster.skipTLSVerify) {
+    throw new AmlcertError(
+      "CONFIG_INVALID",
+      "config",
+      `${describeSource(source)}: cluster "${cluster.name}" sets insecure-skip-tls-verify; amlcert never disables TLS verification (set certificate-authority-data instead)`,
+    );
+  }
+  return kc;
+}
+
+/** A middleware that aborts any request still running after `ms`. */
+function timeoutMiddleware(ms: number): Middleware {
+  return {
+    pre: async (ctx: RequestContext) => {
+      ctx.setSignal(AbortSignal.timeout(ms));
+      return ctx;
+    },
+    post: async (ctx: ResponseContext) => ctx,
+  };
+}
+
+export function makeKubeApis(kc: KubeConfig, requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): KubeApis {
+  const cluster = kc.getCurrentCluster()!;
+  const config = createConfiguration({
+    baseServer: new ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kc },
+    promiseMiddleware: [timeoutMiddleware(requestTimeoutMs)],
+  });
+  return {
+    core: new CoreV1Api(config),
+    coordination: new CoordinationV1Api(config),
+    server: cluster.server,
+    context: kc.getCurrentContext(),
+  };
+}
+
+/** A metav1.Status, as far as amlcert reads it. */
+export interface KubeStatusBody {
+  message?: string;
+  reason?: string;
+  code?: number;
+  details?: { name?: string; group?: string; kind?: string };
+}
+
+/** HTTP status and Status body of a client-node failure, or undefined for non-HTTP failures. */
+export function apiFailure(err: unknown): { code: number; status: KubeStatusBody } | undefined {
+  if (!(err instanceof ApiException)) return undefined;
+  const code = (err as ApiException<unknown>).code;
+  const raw = (err as ApiException<unknown>).body;
+  let status: KubeStatusBody = {};
+  if (typeof raw === "string") {
+    try {
+      status = JSON.parse(raw) as KubeStatusBody;
+    } catch {
+      status = { message: raw.slice(0, 300) };
+    }
+  } else if (raw && typeof raw === "object") status = raw as KubeStatusBody;
+  return { code, status };
+}
+
+export interface KubeCall {
+  verb: string;
+  /** plural resource, e.g. "secrets" or "leases" */
+  resource: string;
+  group?: string;
+  name?: string;
+  namespace: string;
+  stage: Stage;
+}
+
+export interface KubeErrorContext {
+  server: string;
+  context: string;
+  /** where the permissions come from, named in 403 messages */
+  rbacHint: string;
+}
+
+const TLS_CODES = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "CERT_HAS_EXPIRED",
+]);
+
+/** One AmlcertError for any failure of a Kubernetes call. */
+export function kubeError(err: unknown, call: KubeCall, ctx: KubeErrorContext): AmlcertError {
+  if (err instanceof AmlcertError) return err;
+  const what = `${call.group ? `${call.resource}.${call.group}` : call.resource}${call.name ? ` "${call.name}"` : ""}`;
+  const where = `namespace "${call.namespace}" (${ctx.context} at ${ctx.server})`;
+  const details: Record<string, unknown> = {
+    verb: call.verb,
+    resource: call.resource,
+    namespace: call.namespace,
+    server: ctx.server,
+    context: ctx.context,
+    ...(call.name ? { name: call.name } : {}),
+    ...(call.group ? { apiGroup: call.group } : {}),
+  };
+  const failure = apiFailure(err);
+  if (failure) {
+    const { code, status } = failure;
+    const said = status.message ? ` Server said: ${status.message}` : "";
+    const d = { ...details, status: code, reason: status.reason };
+    switch (code) {
+      case 401:
+        return new AmlcertError("KUBE_FORBIDDEN", call.stage, `the Kubernetes API server did not accept amlcert's credentials (401 Unauthorized) when trying to ${call.verb} ${what} in ${where}: the token is missing, expired or revoked.`, { cause: err, details: d });
+      case 403:
+        return new AmlcertError(
+          "KUBE_FORBIDDEN",
+          call.stage,
+          `Kubernetes denied "${call.verb}" on ${what} in ${where} (403 Forbidden). amlcert needs "${call.verb}" on ${call.resource}${call.group ? ` (API group ${call.group})` : ""} there: grant it with ${ctx.rbacHint}.${said}`,
+          { cause: err, details: d },
+        );
+      case 404:
+        if (status.details?.kind === "namespaces") {
+          return new AmlcertError("KUBE_NOT_FOUND", call.stage, `namespace "${call.namespace}" does not exist in ${ctx.context} at ${ctx.server}; is the Azure ML extension installed in this cluster?`, { cause: err, details: d });
+        }
+        return new AmlcertError("KUBE_NOT_FOUND", call.stage, `${what} not found in ${where}.${said}`, { cause: err, details: d });
+      case 409:
+        return new AmlcertError("KUBE_CONFLICT", call.stage, `could not ${call.verb} ${what} in ${where}: 409 ${status.reason ?? "Conflict"}.${said}`, { cause: err, details: d });
+      default:
+        return new AmlcertError("KUBE_ERROR", call.stage, `could not ${call.verb} ${what} in ${where}: HTTP ${code}${status.reason ? ` ${status.reason}` : ""}.${said}`, { cause: err, details: d });
+    }
+  }
+  const e = err as { name?: string; code?: string; message?: string };
+  if (e?.name === "AbortError") {
+    return new AmlcertError("KUBE_ERROR", call.stage, `the Kubernetes API server at ${ctx.server} did not answer in time when trying to ${call.verb} ${what} in namespace "${call.namespace}".`, { cause: err, details });
+  }
+  if (e?.code && TLS_CODES.has(e.code)) {
+    return new AmlcertError("KUBE_ERROR", call.stage, `TLS verification of the Kubernetes API server at ${ctx.server} failed (${e.code}): check certificate-authority-data of ${ctx.context}.`, { cause: err, details: { ...details, errorCode: e.code } });
+  }
+  return new AmlcertError("KUBE_ERROR", call.stage, `could not ${call.verb} ${what} in ${where}: ${e?.message ?? String(err)}`, { cause: err, details: { ...details, ...(e?.code ? { errorCode: e.code } : {}) } });
+}
+
+/** Loads the configuration once, on first use, so that a bad kubeconfig surfaces from the call that needs it. */
+export function lazyKubeApis(source: KubeSource, requestTimeoutMs?: number): () => KubeApis {
+  let apis: KubeApis | undefined;
+  return () => {
+    apis ??= makeKubeApis(loadKubeConfig(source), requestTimeoutMs);
+    return apis;
+  };
+}

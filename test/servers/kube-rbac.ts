@@ -1,0 +1,214 @@
+/**
+ * RBAC as the API server's authorizer applies it: request attributes (verb, API group, resource, subresource, name,
+ * namespace or non-resource path) are allowed when any (Cluster)RoleBinding that names the user, one of its groups or
+ * its ServiceAccount grants a matching rule. Roles and bindings are read from the store on every request, so a test
+ * that edits the Role sees the effect at once. Includes the built-in roles every cluster has (discovery, self
+ * reviews, cluster-admin for system:masters).
+ */
+import { readFileSync } from "node:fs";
+import { parseAllDocuments } from "yaml";
+import type { KObj } from "./kube-resources.js";
+
+export interface UserInfo {
+  name: string;
+  groups: string[];
+}
+
+export interface RequestAttributes {
+  user: UserInfo;
+  verb: string;
+  resourceRequest: boolean;
+  /** for non-resource requests */
+  path: string;
+  namespace: string;
+  apiGroup: string;
+  apiVersion: string;
+  resource: string;
+  subresource: string;
+  name: string;
+}
+
+export interface Decision {
+  allowed: boolean;
+  reason: string;
+}
+
+export interface PolicyRule {
+  apiGroups?: string[];
+  resources?: string[];
+  verbs: string[];
+  resourceNames?: string[];
+  nonResourceURLs?: string[];
+}
+
+interface Subject {
+  kind: "User" | "Group" | "ServiceAccount";
+  name: string;
+  namespace?: string;
+}
+
+interface Binding {
+  kind: "RoleBinding" | "ClusterRoleBinding";
+  name: string;
+  namespace: string;
+  roleRef: { kind: "Role" | "ClusterRole"; name: string };
+  subjects: Subject[];
+}
+
+/** What the authorizer reads: roles and bindings as stored objects. */
+export interface RbacSource {
+  roles(namespace: string): KObj[];
+  clusterRoles(): KObj[];
+  roleBindings(namespace: string): KObj[];
+  clusterRoleBindings(): KObj[];
+}
+
+export const serviceAccountUser = (namespace: string, name: string): UserInfo => ({
+  name: `system:serviceaccount:${namespace}:${name}`,
+  groups: ["system:serviceaccounts", `system:serviceaccounts:${namespace}`, "system:authenticated"],
+});
+
+/** The Roles, RoleBindings, ClusterRoles, ClusterRoleBindings and ServiceAccounts of a multi-document YAML file. */
+export function loadRbacFile(path: string): KObj[] {
+  const docs = parseAllDocuments(readFileSync(path, "utf8"));
+  const out: KObj[] = [];
+  for (const doc of docs) {
+    if (doc.errors.length) throw new Error(`${path}: ${doc.errors.map((e) => e.message).join("; ")}`);
+    const o = doc.toJS() as KObj | null;
+    if (!o) continue;
+    if (!["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"].includes(o.kind ?? "")) {
+      throw new Error(`${path}: unexpected kind ${o.kind} (an RBAC file holds ServiceAccounts, Roles and bindings)`);
+    }
+    out.push(o);
+  }
+  return out;
+}
+
+/** ClusterRoles and ClusterRoleBindings that every cluster has (the parts of them that matter here). */
+export function builtinRbac(): KObj[] {
+  const crb = (name: string, role: string, groups: string[]): KObj => ({
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "ClusterRoleBinding",
+    metadata: { name, labels: { "kubernetes.io/bootstrapping": "rbac-defaults" } },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role },
+    subjects: groups.map((g) => ({ apiGroup: "rbac.authorization.k8s.io", kind: "Group", name: g })),
+  });
+  const cr = (name: string, rules: PolicyRule[]): KObj => ({
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "ClusterRole",
+    metadata: { name, labels: { "kubernetes.io/bootstrapping": "rbac-defaults" } },
+    rules,
+  });
+  return [
+    cr("cluster-admin", [{ apiGroups: ["*"], resources: ["*"], verbs: ["*"] }, { nonResourceURLs: ["*"], verbs: ["*"] }]),
+    crb("cluster-admin", "cluster-admin", ["system:masters"]),
+    cr("system:discovery", [
+      { nonResourceURLs: ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"], verbs: ["get"] },
+    ]),
+    crb("system:discovery", "system:discovery", ["system:authenticated"]),
+    cr("system:basic-user", [
+      { apiGroups: ["authorization.k8s.io"], resources: ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], verbs: ["create"] },
+      { apiGroups: ["authentication.k8s.io"], resources: ["selfsubjectreviews"], verbs: ["create"] },
+    ]),
+    crb("system:basic-user", "system:basic-user", ["system:authenticated"]),
+    cr("system:public-info-viewer", [{ nonResourceURLs: ["/healthz", "/livez", "/readyz", "/version", "/version/"], verbs: ["get"] }]),
+    crb("system:public-info-viewer", "system:public-info-viewer", ["system:authenticated", "system:unauthenticated"]),
+  ];
+}
+
+const has = (list: string[] | undefined, v: string) => (list ?? []).some((x) => x === "*" || x === v);
+
+export function ruleAllows(rule: PolicyRule, a: RequestAttributes): boolean {
+  if (!has(rule.verbs, a.verb)) return false;
+  if (!a.resourceRequest) {
+    return (rule.nonResourceURLs ?? []).some((u) => u === "*" || u === a.path || (u.endsWith("*") && a.path.startsWith(u.slice(0, -1))));
+  }
+  if (!has(rule.apiGroups, a.apiGroup)) return false;
+  const combined = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
+  const resources = rule.resources ?? [];
+  const resourceOk = resources.some((r) => r === "*" || r === combined || (a.subresource !== "" && r === `*/${a.subresource}`));
+  if (!resourceOk) return false;
+  const names = rule.resourceNames ?? [];
+  return names.length === 0 || (a.name !== "" && names.includes(a.name));
+}
+
+function subjectMatches(s: Subject, user: UserInfo, bindingNamespace: string): string | undefined {
+  switch (s.kind) {
+    case "User":
+      return s.name === user.name ? `User "${s.name}"` : undefined;
+    case "Group":
+      return user.groups.includes(s.name) ? `Group "${s.name}"` : undefined;
+    case "ServiceAccount": {
+      const ns = s.namespace ?? bindingNamespace;
+      return user.name === `system:serviceaccount:${ns}:${s.name}` ? `ServiceAccount "${s.name}/${ns}"` : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+const asBinding = (o: KObj, kind: Binding["kind"]): Binding => ({
+  kind,
+  name: o.metadata.name ?? "",
+  namespace: o.metadata.namespace ?? "",
+  roleRef: o.roleRef as Binding["roleRef"],
+  subjects: (o.subjects as Subject[] | undefined) ?? [],
+});
+
+export function authorize(src: RbacSource, a: RequestAttributes): Decision {
+  const rulesOf = (ref: Binding["roleRef"], ns: string): PolicyRule[] => {
+    const role =
+      ref.kind === "ClusterRole"
+        ? src.clusterRoles().find((r) => r.metadata.name === ref.name)
+        : src.roles(ns).find((r) => r.metadata.name === ref.name);
+    return (role?.rules as PolicyRule[] | undefined) ?? [];
+  };
+  const check = (b: Binding): string | undefined => {
+    for (const s of b.subjects) {
+      const who = subjectMatches(s, a.user, b.namespace);
+      if (!who) continue;
+      if (rulesOf(b.roleRef, b.namespace).some((r) => ruleAllows(r, a))) {
+        const bname = b.kind === "RoleBinding" ? `"${b.name}/${b.namespace}"` : `"${b.name}"`;
+        return `RBAC: allowed by ${b.kind} ${bname} of ${b.roleRef.kind} "${b.roleRef.name}" to ${who}`;
+      }
+    }
+    return undefined;
+  };
+  for (const o of src.clusterRoleBindings()) {
+    const reason = check(asBinding(o, "ClusterRoleBinding"));
+    if (reason) return { allowed: true, reason };
+  }
+  if (a.resourceRequest && a.namespace) {
+    for (const o of src.roleBindings(a.namespace)) {
+      const reason = check(asBinding(o, "RoleBinding"));
+      if (reason) return { allowed: true, reason };
+    }
+  }
+  return { allowed: false, reason: "" };
+}
+
+/** The real server's Forbidden wording (responsewriters.forbiddenMessage). */
+export function forbiddenMessage(a: RequestAttributes): string {
+  if (!a.resourceRequest) return `User "${a.user.name}" cannot ${a.verb} path "${a.path}"`;
+  const resource = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
+  if (a.namespace) {
+    return `User "${a.user.name}" cannot ${a.verb} resource "${resource}" in API group "${a.apiGroup}" in the namespace "${a.namespace}"`;
+  }
+  return `User "${a.user.name}" cannot ${a.verb} resource "${resource}" in API group "${a.apiGroup}" at the cluster scope`;
+}
+
+/** Rules that apply to `user` in `namespace` (SelfSubjectRulesReview). */
+export function rulesFor(src: RbacSource, user: UserInfo, namespace: string): PolicyRule[] {
+  const out: PolicyRule[] = [];
+  const collect = (b: Binding, roleNs: string) => {
+    if (!b.subjects.some((s) => subjectMatches(s, user, b.namespace))) return;
+    const role =
+      b.roleRef.kind === "ClusterRole"
+        ? src.clusterRoles().find((r) => r.metadata.name === b.roleRef.name)
+        : src.roles(roleNs).find((r) => r.metadata.name === b.roleRef.name);
+    out.push(...((role?.rules as PolicyRule[] | undefined) ?? []));
+  };
+  for (const o of src.clusterRoleBindings()) collect(asBinding(o, "ClusterRoleBinding"), "");
+  if (namespace) for (const o of src.roleBindings(namespace)) collect(asBinding(o, "RoleBinding"), namespace);
+  return out;
+}
