@@ -297,11 +297,21 @@ async function prune(deps: RenewDeps, s: RenewSettings, keep: string[]): Promise
   }
 }
 
-export async function renewTarget(deps: RenewDeps, s: RenewSettings): Promise<TargetResult> {
+export function emptyResult(fqdn: string): TargetResult {
+  return { fqdn, action: "none", reason: "", extensionUpdated: false, dnsOk: false, servingOk: false, durationMs: 0 };
+}
+
+/**
+ * Renew one target. `result` is filled in as the run goes, so that when this throws, the caller still knows what
+ * was stored and rolled out (e.g. the new secret after a failed check).
+ */
+export async function renewTarget(deps: RenewDeps, s: RenewSettings, result: TargetResult = emptyResult(s.fqdn)): Promise<TargetResult> {
   const { logger, clock } = deps;
   const started = clock.now().getTime();
-  const result: TargetResult = { fqdn: s.fqdn, action: "none", reason: "", extensionUpdated: false, dnsOk: false, servingOk: false, durationMs: 0 };
-  const finish = () => ({ ...result, durationMs: clock.now().getTime() - started });
+  const finish = () => {
+    result.durationMs = clock.now().getTime() - started;
+    return { ...result };
+  };
   const log = logger.child({ fqdn: s.fqdn });
 
   // preflight + plan

@@ -1,0 +1,364 @@
+/**
+ * End to end: the built CLI as a child process against the real Pebble and the loopback stand-ins (ARM over HTTPS,
+ * authoritative DNS over UDP/TCP, Entra ID, the Kubernetes API with the shipped RBAC, azureml-fe over TLS 1.2).
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { promisify } from "node:util";
+import { X509Certificate } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { startHarness, type CliRun, type Harness } from "../harness/harness.js";
+
+const FQDN = "ml.contoso.test";
+/** kubectl must run asynchronously: the Kubernetes stand-in lives in this process's event loop. */
+const kubectl = async (kubeconfig: string, ...args: string[]) => (await promisify(execFile)("kubectl", ["--kubeconfig", kubeconfig, ...args], { encoding: "utf8" })).stdout;
+
+function result(run: CliRun, fqdn = FQDN): Record<string, unknown> {
+  const r = run.lines.find((l) => l.fqdn === fqdn);
+  if (!r) throw new Error(`no result line for ${fqdn} (exit ${run.code})\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
+  return r;
+}
+
+function extensionOf(h: Harness, i = 0) {
+  return h.arm.getExtension(h.clusters[i]!.extension)!;
+}
+
+/** TXT record sets left in any zone (our challenge values must always be removed). */
+function txtLeft(h: Harness): string[] {
+  return h.zones.allZones().flatMap((z) => h.zones.listRecordSets(z, "TXT").map((r) => `${r.name}.${z.name}`));
+}
+
+function servedSecretSerial(h: Harness, i = 0): string {
+  const name = extensionOf(h, i).configurationSettings.sslSecret!;
+  const pem = h.clusters[i]!.kube.getSecret("azureml", name)!["cert.pem"]!;
+  return new X509Certificate(pem).serialNumber.toUpperCase();
+}
+
+async function expectPreviousStillServed(h: Harness, before: { secret: string; serial: string }) {
+  expect(extensionOf(h).configurationSettings.sslSecret).toBe(before.secret);
+  expect(h.clusters[0]!.fe.servedSerial()).toBe(before.serial);
+  expect(txtLeft(h)).toEqual([]);
+}
+
+describe("amlcert renew against Pebble and the stand-ins", () => {
+  let h: Harness;
+  let config: string;
+  let first: Record<string, unknown>;
+
+  beforeAll(async () => {
+    h = await startHarness({ pebbleEnv: { PEBBLE_AUTHZREUSE: "0" } });
+    config = h.writeConfig();
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it("plan on an empty cluster says it would renew because no certificate is in place, and writes nothing", async () => {
+    const armWrites = h.arm.requests.length;
+    const kubeWrites = h.clusters[0]!.kube.requests.length;
+    const run = await h.runCli(["plan", "--config", config]);
+    expect(run.code).toBe(0);
+    expect(result(run)).toMatchObject({ action: "renew", reason: "SecretMissing" });
+    expect(h.arm.requests.slice(armWrites).filter((r) => r.method !== "GET")).toEqual([]);
+    expect(h.clusters[0]!.kube.requests.slice(kubeWrites).filter((r) => r.method !== "GET")).toEqual([]);
+  });
+
+  it("first issuance: stores a versioned secret, points the extension at it, and azureml-fe serves it", async () => {
+    const run = await h.runCli(["renew", "--config", config]);
+    expect(run.code, run.stderr).toBe(0);
+    first = result(run);
+    expect(first).toMatchObject({ fqdn: FQDN, action: "renewed", reason: "SecretMissing", extensionUpdated: true, dnsOk: true, servingOk: true });
+    expect(first.secret).toMatch(/^aml-tls-\d{8}-[0-9a-f]{8}$/);
+    const ext = extensionOf(h);
+    expect(ext.configurationSettings).toMatchObject({ sslSecret: first.secret, "scoringFe.sslSecret": first.secret, sslCname: FQDN });
+    // protected settings are never sent, so the relay secret survives
+    expect(ext.protectedSettings["relay.connectionString"]).toContain("SharedAccessKey");
+    expect(h.arm.requests.filter((r) => r.method === "PATCH").map((r) => Object.keys((r.body as { properties: object }).properties))).toEqual([["configurationSettings"]]);
+    expect(h.clusters[0]!.fe.servedSerial()).toBe(first.serial);
+    expect(txtLeft(h)).toEqual([]);
+  });
+
+  it("authenticates with workload identity: a federated token exchanged at Entra ID, named in the log", async () => {
+    expect(h.entra.tokenRequests.some((t) => t.credentialKind === "assertion" && t.status === 200)).toBe(true);
+    const run = await h.runCli(["plan", "--config", config]);
+    expect(run.stderr).toMatch(/workload-identity/);
+  });
+
+  it("the stored secret reads back through kubectl, and openssl confirms the key matches the certificate and the SANs", async () => {
+    const get = async (key: string) =>
+      Buffer.from(await kubectl(h.kubeconfig, "get", "secret", String(first.secret), "-n", "azureml", "-o", `jsonpath={.data.${key.replace(".", "\\.")}}`), "base64").toString("utf8");
+    const cert = await get("cert.pem");
+    const key = await get("key.pem");
+    expect(key).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+    const certFile = join(h.dir, "readback-cert.pem");
+    const keyFile = join(h.dir, "readback-key.pem");
+    writeFileSync(certFile, cert);
+    writeFileSync(keyFile, key);
+    const fromCert = execFileSync("openssl", ["x509", "-in", certFile, "-noout", "-pubkey"], { encoding: "utf8" });
+    const fromKey = execFileSync("openssl", ["pkey", "-in", keyFile, "-pubout"], { encoding: "utf8" });
+    expect(fromKey).toBe(fromCert);
+    const sans = execFileSync("openssl", ["x509", "-in", certFile, "-noout", "-ext", "subjectAltName"], { encoding: "utf8" });
+    expect(sans).toContain(`DNS:${FQDN}`);
+    // leaf first, then Pebble's intermediate, which signs it
+    expect(execFileSync("openssl", ["crl2pkcs7", "-nocrl", "-certfile", certFile], { encoding: "utf8" })).toContain("PKCS7");
+    expect((cert.match(/BEGIN CERTIFICATE/g) ?? []).length).toBeGreaterThanOrEqual(2);
+    const labels = JSON.parse(await kubectl(h.kubeconfig, "get", "secret", String(first.secret), "-n", "azureml", "-o", "json")) as {
+      type: string;
+      metadata: { labels: Record<string, string>; annotations: Record<string, string> };
+    };
+    expect(labels.type).toBe("Opaque");
+    expect(labels.metadata.labels["app.kubernetes.io/managed-by"]).toBe("amlcert");
+    expect(labels.metadata.annotations).toMatchObject({ "amlcert.io/fqdn": FQDN, "amlcert.io/serial": first.serial });
+    expect(labels.metadata.annotations["amlcert.io/sha256-fingerprint"]).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+  });
+
+  it("a second run changes nothing and exits 0", async () => {
+    const armBefore = h.arm.requests.length;
+    const run = await h.runCli(["renew", "--config", config]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(result(run)).toMatchObject({ action: "none", reason: "UpToDate", serial: first.serial, secret: first.secret, extensionUpdated: false, servingOk: true });
+    expect(h.arm.requests.slice(armBefore).filter((r) => r.method !== "GET")).toEqual([]);
+  });
+
+  it("inside the renewal window it renews, rolls out, and keeps the previous version", async () => {
+    // Pebble certificates live ~5 years here; renewBefore just under the lifetime puts this one in its window now.
+    const leaf = new X509Certificate(h.clusters[0]!.kube.getSecret("azureml", String(first.secret))!["cert.pem"]!);
+    const lifetimeSeconds = (Date.parse(leaf.validTo) - Date.parse(leaf.validFrom)) / 1000;
+    const windowConfig = h.writeConfig({ renewal: { renewBefore: `${Math.floor(lifetimeSeconds) - 2}s` } }, "window.yaml");
+    await new Promise((r) => setTimeout(r, 2500)); // let the current certificate age past notBefore + 2 s
+    const run = await h.runCli(["renew", "--config", windowConfig]);
+    expect(run.code, run.stderr).toBe(0);
+    const r = result(run);
+    expect(r).toMatchObject({ action: "renewed", reason: "InRenewalWindow", servingOk: true, extensionUpdated: true });
+    expect(r.serial).not.toBe(first.serial);
+    expect(h.clusters[0]!.kube.getSecret("azureml", String(first.secret))).toBeDefined(); // previous kept
+    first = r;
+  });
+
+  it("--force renews a certificate that is not due, and prunes versions beyond keepPrevious", async () => {
+    const run = await h.runCli(["renew", "--config", config, "--force"]);
+    expect(run.code, run.stderr).toBe(0);
+    const r = result(run);
+    expect(r).toMatchObject({ action: "renewed", reason: "Forced", servingOk: true });
+    expect(h.clusters[0]!.fe.servedSerial()).toBe(r.serial);
+    const versions = JSON.parse(await kubectl(h.kubeconfig, "get", "secrets", "-n", "azureml", "-l", "amlcert.io/secret-base=aml-tls", "-o", "json")) as { items: { metadata: { name: string } }[] };
+    expect(versions.items.map((i) => i.metadata.name).sort()).toEqual([String(first.secret), String(r.secret)].sort());
+    first = r;
+  });
+
+  it("extra SANs (including a wildcard under the FQDN) are issued in one order with two values at one TXT name", async () => {
+    const sansConfig = h.writeConfig({ targets: [{ ...(readTarget(config) as object), sans: ["api.contoso.test", "*.ml.contoso.test"] }] }, "sans.yaml");
+    const run = await h.runCli(["renew", "--config", sansConfig]);
+    expect(run.code, run.stderr).toBe(0);
+    const r = result(run);
+    expect(r).toMatchObject({ action: "renewed", reason: "NamesNotCovered" });
+    const pem = h.clusters[0]!.kube.getSecret("azureml", String(r.secret))!["cert.pem"]!;
+    const san = new X509Certificate(pem).subjectAltName ?? "";
+    expect(san).toContain("DNS:api.contoso.test");
+    expect(san).toContain("DNS:*.ml.contoso.test");
+    expect(san).toContain(`DNS:${FQDN}`);
+    expect(txtLeft(h)).toEqual([]);
+    first = r;
+  });
+
+  describe("failures up to the extension update leave the previous certificate in place and served", () => {
+    let before: { secret: string; serial: string };
+    beforeAll(() => {
+      before = { secret: String(first.secret), serial: String(first.serial) };
+    });
+
+    it("Azure DNS 403 on TXT write: exit 3, stage dns-challenge, names the action and the role", async () => {
+      h.arm.deny({ action: "Microsoft.Network/dnszones/TXT/write" });
+      try {
+        const run = await h.runCli(["renew", "--config", config, "--force"]);
+        expect(run.code).toBe(3);
+        expect(result(run).error).toMatchObject({ code: "AZURE_FORBIDDEN", stage: "dns-challenge" });
+        expect(run.stderr).toMatch(/Microsoft\.Network\/dnszones\/TXT\/write/);
+        await expectPreviousStillServed(h, before);
+      } finally {
+        h.arm.clearAuthorization();
+      }
+    });
+
+    it("Azure DNS 429 beyond the retries: exit 3, stage dns-challenge", async () => {
+      const fault = h.arm.faults.add({ method: "PUT", pathIncludes: "/TXT/", status: 429, times: Infinity, retryAfterSeconds: 1 });
+      try {
+        const run = await h.runCli(["renew", "--config", config, "--force"]);
+        expect(run.code).toBe(3);
+        expect(result(run).error).toMatchObject({ code: "AZURE_THROTTLED", stage: "dns-challenge" });
+        expect(fault.hits).toBeGreaterThan(1);
+        await expectPreviousStillServed(h, before);
+      } finally {
+        fault.remove();
+      }
+    });
+
+    it("a secret write that stays conflicted: exit 3, stage store, TXT values removed", async () => {
+      const kube = h.clusters[0]!.kube;
+      const faults = [
+        kube.faults.add({ method: "POST", pathIncludes: "/secrets", status: 409, times: Infinity, reason: "AlreadyExists" }),
+        kube.faults.add({ method: "PUT", pathIncludes: "/secrets/aml-tls-", status: 409, times: Infinity }),
+      ];
+      try {
+        const run = await h.runCli(["renew", "--config", config, "--force"]);
+        expect(run.code).toBe(3);
+        expect(result(run).error).toMatchObject({ code: "KUBE_CONFLICT", stage: "store" });
+        await expectPreviousStillServed(h, before);
+      } finally {
+        faults.forEach((f) => f.remove());
+      }
+    });
+
+    it("a secret write that RBAC forbids: exit 3, stage store, the message names the Role", async () => {
+      const kube = h.clusters[0]!.kube;
+      const fault = kube.faults.add({ method: "POST", pathIncludes: "/namespaces/azureml/secrets", status: 403 });
+      try {
+        const run = await h.runCli(["renew", "--config", config, "--force"]);
+        expect(run.code).toBe(3);
+        expect(result(run).error).toMatchObject({ code: "KUBE_FORBIDDEN", stage: "store" });
+        expect(run.stderr).toMatch(/deploy\/rbac\.yaml|Role/);
+        await expectPreviousStillServed(h, before);
+      } finally {
+        fault.remove();
+      }
+    });
+
+    it("extension update operation Failed: exit 3, stage extension; the new certificate is kept unreferenced and reused next time", async () => {
+      h.arm.lro.outcome = "Failed";
+      let pending: string;
+      try {
+        const run = await h.runCli(["renew", "--config", config, "--force"]);
+        expect(run.code).toBe(3);
+        expect(result(run).error).toMatchObject({ code: "EXTENSION_LRO_FAILED", stage: "extension" });
+        expect(h.clusters[0]!.fe.servedSerial()).toBe(before.serial);
+        expect(txtLeft(h)).toEqual([]);
+        pending = String((run.stderr.match(/aml-tls-\d{8}-[0-9a-f]{8}/g) ?? []).find((n) => n !== before.secret));
+      } finally {
+        h.arm.lro.outcome = "Succeeded";
+      }
+      expect(h.clusters[0]!.kube.getSecret("azureml", pending)).toBeDefined();
+    });
+  });
+
+  describe("failures in the checks after rollout keep the new certificate stored and do not prune", () => {
+    it("the FQDN resolves elsewhere: a warning before issuing, then exit 4 at verify-dns", async () => {
+      const zone = h.zones.zoneFor(FQDN)!;
+      h.zones.putRecordSet(zone, "A", "ml", { ttl: 300, addresses: ["127.0.0.9"] });
+      try {
+        const previous = extensionOf(h).configurationSettings.sslSecret!;
+        const run = await h.runCli(["renew", "--config", config, "--force"]);
+        expect(run.code).toBe(4);
+        expect(result(run).error).toMatchObject({ code: "DNS_MISMATCH", stage: "verify-dns" });
+        expect(run.stderr).toMatch(/DNS check before issuing/);
+        expect(extensionOf(h).configurationSettings.sslSecret).toBe(result(run).secret);
+        expect(h.clusters[0]!.kube.getSecret("azureml", previous)).toBeDefined();
+        expect(servedSecretSerial(h)).toBe(h.clusters[0]!.fe.servedSerial());
+      } finally {
+        h.zones.putRecordSet(zone, "A", "ml", { ttl: 300, addresses: [h.clusters[0]!.fe.host] });
+      }
+    });
+
+    it("azureml-fe keeps serving the old certificate: exit 4 at verify-tls with the protected-settings hint", async () => {
+      const fe = h.clusters[0]!.fe;
+      const previous = extensionOf(h).configurationSettings.sslSecret!;
+      const servedBefore = fe.servedSerial();
+      fe.freeze();
+      try {
+        const run = await h.runCli(["renew", "--config", h.writeConfig({ verify: { timeout: "2s" } }, "short-verify.yaml"), "--force"]);
+        expect(run.code).toBe(4);
+        expect(result(run).error).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls" });
+        expect(run.stderr).toMatch(/scoringFe\.sslCert/);
+        expect(fe.servedSerial()).toBe(servedBefore);
+        expect(h.clusters[0]!.kube.getSecret("azureml", previous)).toBeDefined();
+      } finally {
+        fe.unfreeze();
+        await fe.reload();
+      }
+    });
+  });
+
+  it("a configuration error exits 2 and names the field, touching nothing", async () => {
+    const bad = join(h.dir, "bad.yaml");
+    writeFileSync(bad, readFileSync(config, "utf8").replace("keyType: ecdsa-p256", "keyType: dsa"));
+    const armBefore = h.arm.requests.length;
+    const run = await h.runCli(["renew", "--config", bad]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/acme\.keyType/);
+    expect(h.arm.requests.length).toBe(armBefore);
+  });
+});
+
+function readTarget(configPath: string): unknown {
+  return (parseYaml(readFileSync(configPath, "utf8")) as { targets: unknown[] }).targets[0];
+}
+
+describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => {
+  it("follows a CNAME on _acme-challenge into a delegated validation zone", async () => {
+    const h = await startHarness({ extraZones: ["acme-validation.test"], pebbleEnv: { PEBBLE_AUTHZREUSE: "0" } });
+    try {
+      const zone = h.zones.zoneFor(FQDN)!;
+      h.zones.putRecordSet(zone, "CNAME", "_acme-challenge.ml", { ttl: 300, cname: "ml.acme-validation.test" });
+      const run = await h.runCli(["renew", "--config", h.writeConfig()]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(result(run)).toMatchObject({ action: "renewed", servingOk: true });
+      const txtWrites = h.arm.requests.filter((r) => r.method === "PUT" && r.path.includes("/TXT/"));
+      expect(txtWrites.length).toBeGreaterThan(0);
+      expect(txtWrites.every((r) => r.path.includes("/dnsZones/acme-validation.test/"))).toBe(true);
+      expect(txtLeft(h)).toEqual([]);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it("renews two targets on two clusters (AKS and Arc) in one run", async () => {
+    const h = await startHarness({
+      clusters: [
+        { name: "aks-westeurope", fqdn: "ml.contoso.test" },
+        { name: "arc-onprem", clusterType: "connectedClusters", fqdn: "ml2.contoso.test" },
+      ],
+    });
+    try {
+      const run = await h.runCli(["renew", "--config", h.writeConfig()]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(result(run, "ml.contoso.test")).toMatchObject({ action: "renewed", servingOk: true });
+      expect(result(run, "ml2.contoso.test")).toMatchObject({ action: "renewed", servingOk: true });
+      expect(h.arm.requests.some((r) => r.method === "PATCH" && r.path.includes("Microsoft.Kubernetes/connectedClusters/arc-onprem"))).toBe(true);
+      expect(h.clusters[1]!.fe.servedSerial()).toBe(result(run, "ml2.contoso.test").serial);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it("with a CA that requires External Account Binding: fails without EAB (exit 3, acme-account), succeeds with it", async () => {
+    const hmac = Buffer.from("amlcert-e2e-eab-hmac-key-0123456789abcdef").toString("base64url");
+    const h = await startHarness({ eab: { "kid-1": hmac } });
+    try {
+      const without = await h.runCli(["renew", "--config", h.writeConfig()]);
+      expect(without.code).toBe(3);
+      expect(result(without).error).toMatchObject({ stage: "acme-account" });
+      const hmacFile = join(h.dir, "eab-hmac");
+      writeFileSync(hmacFile, hmac);
+      const run = await h.runCli(["renew", "--config", h.writeConfig({ acme: { eab: { keyId: "kid-1", hmacKeyFile: hmacFile } } }, "eab.yaml")]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(result(run)).toMatchObject({ action: "renewed", servingOk: true });
+      expect(run.stderr).not.toContain(hmac);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it("a CA rejection exits 3 at acme-order, writes nothing and leaves no TXT record", async () => {
+    const h = await startHarness({ domainBlocklist: [FQDN] });
+    try {
+      const run = await h.runCli(["renew", "--config", h.writeConfig()]);
+      expect(run.code).toBe(3);
+      expect(result(run).error).toMatchObject({ code: "ACME_REJECTED", stage: "acme-order" });
+      expect(h.arm.requests.filter((r) => r.method === "PATCH")).toEqual([]);
+      expect(txtLeft(h)).toEqual([]);
+    } finally {
+      await h.stop();
+    }
+  });
+});
