@@ -5,6 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { loadConfig } from "./config/load.js";
 import { AmlcertError, ExitCode, isAmlcertError } from "./errors.js";
 import { createLogger, serializeError, type Logger } from "./observability/logger.js";
@@ -97,7 +98,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
       throw new AmlcertError("CONFIG_INVALID", "config", `--target ${unknown.join(", ")}: not among the configured targets (${loaded.config.targets.map((t) => t.fqdn).join(", ")})`);
     }
     const targets = wanted.length > 0 ? loaded.config.targets.filter((t) => wanted.includes(t.fqdn)) : loaded.config.targets;
-    const app = createApp({ config: loaded.config, eabHmacKey: loaded.eabHmacKey, env, logger, clock: systemClock, force: parsed.values.force ?? false });
+    const app = createApp({ config: loaded.config, eabHmacKey: loaded.eabHmacKey, env, logger, clock: systemClock, force: parsed.values.force ?? false, holder: `${hostname()}/${process.pid}` });
     const write = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
     if (command === "plan") {
       const results = await runPlan(app, targets, logger);

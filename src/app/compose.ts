@@ -13,6 +13,7 @@ import { createAzureCredential, type AzureCredential } from "../azure/credential
 import { createAzureDnsZone } from "../azure-dns/azure-dns-zone.js";
 import { createExtensionClient } from "../extension/extension-client.js";
 import { createKubeCluster, type KubeSource } from "../kubernetes/kube-cluster.js";
+import { createLeaseLock } from "../kubernetes/lease-lock.js";
 import { createDnsLookup } from "../dns-check/dns-lookup.js";
 import { authoritativeServers } from "../dns-check/name-servers.js";
 import { createTlsProbe } from "../tls-probe/tls-probe.js";
@@ -31,7 +32,12 @@ export interface AppInput {
   logger: Logger;
   clock: Clock;
   force: boolean;
+  /** this run's identity in the Lease (pod name or host, and pid) */
+  holder: string;
 }
+
+/** A renewal holds the cluster's Lease at most this long; a crashed run's lease expires after it. */
+export const LEASE_TTL_SECONDS = 3600;
 
 export interface App {
   cloud: ResolvedCloud;
@@ -114,6 +120,8 @@ export function createApp(input: AppInput): App {
     const primary = zone(t.dnsZone);
     const allZones = [primary, ...t.challengeZones.map(zone)];
     const kube = createKubeCluster({ source: kubeSource(t.kubernetes), namespace: AZUREML_NAMESPACE, logger });
+    const lease = createLeaseLock({ source: kubeSource(t.kubernetes), namespace: AZUREML_NAMESPACE, logger, clock });
+    const lock = { acquire: () => lease.acquire(input.holder, LEASE_TTL_SECONDS), release: () => lease.release() };
     const extension = createExtensionClient({
       ...arm,
       subscriptionId: t.extension.subscriptionId,
@@ -137,6 +145,7 @@ export function createApp(input: AppInput): App {
     const probe = t.probeAddress ? splitHostPort(t.probeAddress) : undefined;
     const deps: RenewDeps = {
       kube,
+      lock,
       extension,
       zone: primary,
       lookup,

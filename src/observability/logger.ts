@@ -98,7 +98,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       ignore: "pid,hostname,name",
       translateTime: "HH:MM:ss",
       messageFormat: "{if stage}[{stage}] {end}{if fqdn}{fqdn}: {end}{msg}",
-      hideObject: false,
+      singleLine: true,
     });
     return pino(options, stream);
   }

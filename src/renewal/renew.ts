@@ -51,8 +51,16 @@ export const ANNOTATION = {
 /** Protected settings that carry PEM files; when present they take precedence over sslSecret. */
 const PROTECTED_PEM_KEYS = ["scoringFe.sslCert", "scoringFe.sslKey", "sslCertPemFile", "sslKeyPemFile"];
 
+/** Mutual exclusion between runs on one cluster (a Kubernetes Lease). */
+export interface RunLock {
+  acquire(): Promise<boolean>;
+  release(): Promise<void>;
+}
+
 export interface RenewDeps {
   kube: KubeCluster;
+  /** taken before anything is read, so the plan is made on the state no other run is changing */
+  lock?: RunLock;
   extension: ExtensionClient;
   zone: DnsZone;
   lookup: DnsLookup;
@@ -95,7 +103,7 @@ export interface DnsCheck {
 
 export interface TargetResult {
   fqdn: string;
-  action: "renewed" | "none" | "failed";
+  action: "renewed" | "none" | "skipped" | "failed";
   reason: string;
   serial?: string;
   notAfter?: string;
@@ -314,6 +322,22 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, result: Tar
   };
   const log = logger.child({ fqdn: s.fqdn });
 
+  // lock, then plan on fresh state: another run may have renewed while we waited
+  if (deps.lock && !(await stage("preflight", () => deps.lock!.acquire()))) {
+    log.warn({ stage: "preflight" }, "another amlcert run holds the lease on this cluster; skipping this target");
+    result.action = "skipped";
+    result.reason = "LockHeld";
+    return finish();
+  }
+  try {
+    return await renewLocked(deps, s, result, log, finish);
+  } finally {
+    await deps.lock?.release();
+  }
+}
+
+async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResult, log: Logger, finish: () => TargetResult): Promise<TargetResult> {
+  const { clock } = deps;
   // preflight + plan
   const inspection = await inspectTarget(deps, s);
   for (const w of inspection.warnings) log.warn({ stage: "preflight" }, w);

@@ -761,3 +761,29 @@ describe("renewTarget: pruning old secret versions after a verified renewal", ()
     expect(r).toMatchObject({ action: "renewed", servingOk: true });
   });
 });
+
+describe("renewTarget: the cluster Lease", () => {
+  it("when another run holds the lease, skips the target without reading or writing anything", async () => {
+    const w = world();
+    const calls: string[] = [];
+    w.deps.lock = { acquire: async () => (calls.push("acquire"), false), release: async () => void calls.push("release") };
+    const r = await renewTarget(w.deps, settings({ force: true }));
+    expect(r).toMatchObject({ action: "skipped", reason: "LockHeld" });
+    expect(calls).toEqual(["acquire"]);
+    expect(w.acme.requests).toEqual([]);
+    expectZeroWrites(w);
+  });
+
+  it("when the lease is taken, renews and then releases it, also when the renewal fails", async () => {
+    const { intermediate } = await makeTestCa();
+    const w = world();
+    caIssues(w, await makeLeaf(intermediate, [FQDN], T0, new Date(T0.getTime() + days(90))));
+    const calls: string[] = [];
+    w.deps.lock = { acquire: async () => (calls.push("acquire"), true), release: async () => void calls.push("release") };
+    await renewTarget(w.deps, settings());
+    expect(calls).toEqual(["acquire", "release"]);
+    w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "boom");
+    await failure(renewTarget(w.deps, settings({ force: true })));
+    expect(calls).toEqual(["acquire", "release", "acquire", "release"]);
+  });
+});
