@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
+# Type-check everything, tests included (the build only compiles what ships and the harness).
+npx tsc -p tsconfig.test.json
 exec npx vitest run "$@"
