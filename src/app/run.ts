@@ -14,22 +14,24 @@ export function worstExitCode(codes: number[]): number {
   return codes.reduce((worst, c) => ((SEVERITY[c] ?? 4) > (SEVERITY[worst] ?? 0) ? c : worst), ExitCode.Ok as number);
 }
 
-async function preflightIdentity(app: App, logger: Logger): Promise<void> {
-  const id = await app.azure.identity();
+/** Sign in once per run and log who we are. The error, if any, is reported on every target. */
+async function preflightIdentity(app: App, logger: Logger): Promise<AmlcertError | undefined> {
+  let id;
+  try {
+    id = await app.azure.identity();
+  } catch (err) {
+    return atStage(err, "preflight");
+  }
   logger.info(
     { stage: "preflight", method: id.method, clientId: id.clientId, objectId: id.objectId, tenantId: id.tenantId, arm: app.cloud.resourceManagerEndpoint },
     `Azure identity: ${id.method}${id.clientId ? ` (client ${id.clientId})` : ""}`,
   );
+  return undefined;
 }
 
 export async function runRenew(app: App, targets: TargetConfig[], logger: Logger): Promise<{ result: TargetResult; exitCode: number }[]> {
   const out: { result: TargetResult; exitCode: number }[] = [];
-  let identityError: AmlcertError | undefined;
-  try {
-    await preflightIdentity(app, logger);
-  } catch (err) {
-    identityError = atStage(err, "preflight");
-  }
+  const identityError = await preflightIdentity(app, logger);
   for (const t of targets) {
     const { deps, settings } = app.target(t);
     const started = Date.now();
@@ -76,12 +78,7 @@ export interface PlanLine {
 
 export async function runPlan(app: App, targets: TargetConfig[], logger: Logger): Promise<PlanLine[]> {
   const out: PlanLine[] = [];
-  let identityError: AmlcertError | undefined;
-  try {
-    await preflightIdentity(app, logger);
-  } catch (err) {
-    identityError = atStage(err, "preflight");
-  }
+  const identityError = await preflightIdentity(app, logger);
   for (const t of targets) {
     const { deps, settings } = app.target(t);
     try {

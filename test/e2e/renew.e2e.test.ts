@@ -173,7 +173,7 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
       h.arm.deny({ action: "Microsoft.Network/dnszones/TXT/write" });
       try {
         const run = await h.runCli(["renew", "--config", config, "--force"]);
-        expect(run.code).toBe(3);
+        expect(run.code, run.stderr).toBe(3);
         expect(result(run).error).toMatchObject({ code: "AZURE_FORBIDDEN", stage: "dns-challenge" });
         expect(run.stderr).toMatch(/Microsoft\.Network\/dnszones\/TXT\/write/);
         await expectPreviousStillServed(h, before);
@@ -186,7 +186,7 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
       const fault = h.arm.faults.add({ method: "PUT", pathIncludes: "/TXT/", status: 429, times: Infinity, retryAfterSeconds: 1 });
       try {
         const run = await h.runCli(["renew", "--config", config, "--force"]);
-        expect(run.code).toBe(3);
+        expect(run.code, run.stderr).toBe(3);
         expect(result(run).error).toMatchObject({ code: "AZURE_THROTTLED", stage: "dns-challenge" });
         expect(fault.hits).toBeGreaterThan(1);
         await expectPreviousStillServed(h, before);
@@ -203,7 +203,7 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
       ];
       try {
         const run = await h.runCli(["renew", "--config", config, "--force"]);
-        expect(run.code).toBe(3);
+        expect(run.code, run.stderr).toBe(3);
         expect(result(run).error).toMatchObject({ code: "KUBE_CONFLICT", stage: "store" });
         await expectPreviousStillServed(h, before);
       } finally {
@@ -216,7 +216,7 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
       const fault = kube.faults.add({ method: "POST", pathIncludes: "/namespaces/azureml/secrets", status: 403 });
       try {
         const run = await h.runCli(["renew", "--config", config, "--force"]);
-        expect(run.code).toBe(3);
+        expect(run.code, run.stderr).toBe(3);
         expect(result(run).error).toMatchObject({ code: "KUBE_FORBIDDEN", stage: "store" });
         expect(run.stderr).toMatch(/deploy\/rbac\.yaml|Role/);
         await expectPreviousStillServed(h, before);
@@ -230,7 +230,7 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
       let pending: string;
       try {
         const run = await h.runCli(["renew", "--config", config, "--force"]);
-        expect(run.code).toBe(3);
+        expect(run.code, run.stderr).toBe(3);
         expect(result(run).error).toMatchObject({ code: "EXTENSION_LRO_FAILED", stage: "extension" });
         expect(h.clusters[0]!.fe.servedSerial()).toBe(before.serial);
         expect(txtLeft(h)).toEqual([]);
@@ -249,7 +249,7 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
       try {
         const previous = extensionOf(h).configurationSettings.sslSecret!;
         const run = await h.runCli(["renew", "--config", config, "--force"]);
-        expect(run.code).toBe(4);
+        expect(run.code, run.stderr).toBe(4);
         expect(result(run).error).toMatchObject({ code: "DNS_MISMATCH", stage: "verify-dns" });
         expect(run.stderr).toMatch(/DNS check before issuing/);
         expect(extensionOf(h).configurationSettings.sslSecret).toBe(result(run).secret);
@@ -267,7 +267,7 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
       fe.freeze();
       try {
         const run = await h.runCli(["renew", "--config", h.writeConfig({ verify: { timeout: "2s" } }, "short-verify.yaml"), "--force"]);
-        expect(run.code).toBe(4);
+        expect(run.code, run.stderr).toBe(4);
         expect(result(run).error).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls" });
         expect(run.stderr).toMatch(/scoringFe\.sslCert/);
         expect(fe.servedSerial()).toBe(servedBefore);
@@ -277,6 +277,26 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
         await fe.reload();
       }
     });
+  });
+
+  it("when another run holds the cluster's Lease, the target is skipped with exit 0 and nothing is written", async () => {
+    const kube = h.clusters[0]!.kube;
+    const renewTime = new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+    kube.putObject({
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { name: "amlcert", namespace: "azureml" },
+      spec: { holderIdentity: "other-pod/1", leaseDurationSeconds: 3600, acquireTime: renewTime, renewTime },
+    });
+    const before = kube.requests.length;
+    try {
+      const run = await h.runCli(["renew", "--config", config, "--force"]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(result(run)).toMatchObject({ action: "skipped", reason: "LockHeld" });
+      expect(kube.requests.slice(before).filter((r) => r.method !== "GET")).toEqual([]);
+    } finally {
+      kube.deleteObject("coordination.k8s.io/v1", "Lease", "azureml", "amlcert");
+    }
   });
 
   it("a configuration error exits 2 and names the field, touching nothing", async () => {
@@ -312,6 +332,20 @@ describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => 
     }
   });
 
+  it("with manageRecord, creates the FQDN's A record pointing at azureml-fe, and verification passes", async () => {
+    const h = await startHarness({ clusters: [{ name: "aks-ml", fqdn: FQDN, aRecord: false }] });
+    try {
+      const config = h.writeConfig({ targets: [{ ...(readTarget(h.writeConfig()) as object), manageRecord: true }] }, "managed.yaml");
+      const run = await h.runCli(["renew", "--config", config]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(result(run)).toMatchObject({ action: "renewed", dnsOk: true, servingOk: true });
+      const zone = h.zones.zoneFor(FQDN)!;
+      expect(h.zones.getRecordSet(zone, "A", "ml")?.addresses).toEqual([h.clusters[0]!.fe.host]);
+    } finally {
+      await h.stop();
+    }
+  });
+
   it("renews two targets on two clusters (AKS and Arc) in one run", async () => {
     const h = await startHarness({
       clusters: [
@@ -336,7 +370,7 @@ describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => 
     const h = await startHarness({ eab: { "kid-1": hmac } });
     try {
       const without = await h.runCli(["renew", "--config", h.writeConfig()]);
-      expect(without.code).toBe(3);
+      expect(without.code, without.stderr).toBe(3);
       expect(result(without).error).toMatchObject({ stage: "acme-account" });
       const hmacFile = join(h.dir, "eab-hmac");
       writeFileSync(hmacFile, hmac);
@@ -353,7 +387,7 @@ describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => 
     const h = await startHarness({ domainBlocklist: [FQDN] });
     try {
       const run = await h.runCli(["renew", "--config", h.writeConfig()]);
-      expect(run.code).toBe(3);
+      expect(run.code, run.stderr).toBe(3);
       expect(result(run).error).toMatchObject({ code: "ACME_REJECTED", stage: "acme-order" });
       expect(h.arm.requests.filter((r) => r.method === "PATCH")).toEqual([]);
       expect(txtLeft(h)).toEqual([]);

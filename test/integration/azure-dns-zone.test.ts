@@ -6,6 +6,7 @@ import { createAzureDnsZone, type AzureDnsZoneOptions } from "../../src/azure-dn
 import { AmlcertError } from "../../src/errors.js";
 import type { DnsZone } from "../../src/ports.js";
 import { DNS_RG, SP, SUBSCRIPTION, ZONE, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
+import { amlcertFailure } from "../support/assertions.js";
 
 const DNS_ROLE = join(import.meta.dirname, "../../deploy/azure/amlcert-dns-role.json");
 const ZONE_SCOPE = `/subscriptions/${SUBSCRIPTION}/resourceGroups/${DNS_RG}/providers/Microsoft.Network/dnszones/${ZONE}`;
@@ -43,14 +44,6 @@ function dnsZone(overrides: Partial<AzureDnsZoneOptions> = {}): DnsZone {
 const zoneRecord = () => fx.zones.getZone(SUBSCRIPTION, DNS_RG, ZONE)!;
 const txtValues = (rel: string) => (fx.zones.getRecordSet(zoneRecord(), "TXT", rel)?.txt ?? []).map((v) => v.join(""));
 
-async function rejection(p: Promise<unknown>): Promise<AmlcertError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AmlcertError);
-  return err as AmlcertError;
-}
 
 describe("TXT values", () => {
   test("when one value is added, the record set is created with If-None-Match: * and the TTL asked for", async () => {
@@ -167,7 +160,7 @@ describe("other record types and the zone", () => {
   test("when the zone does not exist, the error is AZURE_NOT_FOUND naming subscription, resource group and zone", async () => {
     const z = dnsZone({ zone: "missing.test" });
     for (const call of [() => z.addTxtValue("_acme-challenge.missing.test", "v", 60), () => z.nameServers(), () => z.removeTxtValue("_acme-challenge.missing.test", "v")]) {
-      const err = await rejection(call());
+      const err = await amlcertFailure(call());
       expect(err.code).toBe("AZURE_NOT_FOUND");
       expect(err.stage).toBe("dns-challenge");
       expect(err.message).toContain("missing.test");
@@ -180,7 +173,7 @@ describe("other record types and the zone", () => {
 describe("failures", () => {
   test("when the identity may not write TXT record sets, the 403 names the action, the scope and the role to assign", async () => {
     fx.arm.deny({ principalOid: SP.objectId, action: "Microsoft.Network/dnszones/TXT/write" });
-    const err = await rejection(dnsZone().addTxtValue(`_acme-challenge.www.${ZONE}`, "v", 60));
+    const err = await amlcertFailure(dnsZone().addTxtValue(`_acme-challenge.www.${ZONE}`, "v", 60));
     expect(err.code).toBe("AZURE_FORBIDDEN");
     expect(err.stage).toBe("dns-challenge");
     expect(err.message).toContain("Microsoft.Network/dnszones/TXT/write");
@@ -193,7 +186,7 @@ describe("failures", () => {
 
   test("when ARM keeps answering 429 beyond the SDK's retries, the error is AZURE_THROTTLED", async () => {
     const fault = fx.arm.faults.add({ status: 429, times: Infinity, retryAfterSeconds: 0 });
-    const err = await rejection(dnsZone().addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
+    const err = await amlcertFailure(dnsZone().addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
     expect(err.code).toBe("AZURE_THROTTLED");
     expect(fault.hits).toBe(3); // the first try and maxRetries=2 retries, each honouring Retry-After
   });
@@ -214,13 +207,13 @@ describe("failures", () => {
 
   test("when every write conflicts, the adapter gives up after its bound with AZURE_CONFLICT", async () => {
     fx.arm.faults.add({ method: "PUT", status: 412, times: Infinity });
-    const err = await rejection(dnsZone({ maxConflictRetries: 3 }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
+    const err = await amlcertFailure(dnsZone({ maxConflictRetries: 3 }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
     expect(err.code).toBe("AZURE_CONFLICT");
     expect(fx.arm.requests.filter((r) => r.method === "PUT")).toHaveLength(3);
   });
 
   test("when a name outside the zone is given, the adapter refuses it without calling ARM", async () => {
-    const err = await rejection(dnsZone().addTxtValue("_acme-challenge.other.test", "v", 60));
+    const err = await amlcertFailure(dnsZone().addTxtValue("_acme-challenge.other.test", "v", 60));
     expect(err.code).toBe("INTERNAL");
     expect(fx.arm.requests).toHaveLength(0);
   });
@@ -251,14 +244,14 @@ describe("shipped custom role", () => {
     const reduced = join(fx.dir, "dns-role-without-txt-write.json");
     writeFileSync(reduced, JSON.stringify({ ...role, Actions: role.Actions.filter((a) => a !== "Microsoft.Network/dnszones/TXT/write") }));
     fx.arm.assignRole({ principalOid: SP.objectId, roleFile: reduced, scope: ZONE_SCOPE });
-    const err = await rejection(dnsZone().addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
+    const err = await amlcertFailure(dnsZone().addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
     expect(err.code).toBe("AZURE_FORBIDDEN");
     expect(err.message).toContain("Microsoft.Network/dnszones/TXT/write");
   });
 
   test("when the role is assigned on another zone only, the calls on this zone are refused", async () => {
     fx.arm.assignRole({ principalOid: SP.objectId, roleFile: DNS_ROLE, scope: `/subscriptions/${SUBSCRIPTION}/resourceGroups/${DNS_RG}/providers/Microsoft.Network/dnszones/other.test` });
-    const err = await rejection(dnsZone().nameServers());
+    const err = await amlcertFailure(dnsZone().nameServers());
     expect(err.code).toBe("AZURE_FORBIDDEN");
     expect(err.message).toContain("Microsoft.Network/dnszones/read");
   });

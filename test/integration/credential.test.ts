@@ -7,6 +7,7 @@ import { isMicrosoftAuthorityHost, resolveCloud, type ResolvedCloud } from "../.
 import { createAzureCredential, type AzureCredential } from "../../src/azure/credential.js";
 import { AmlcertError } from "../../src/errors.js";
 import { DNS_RG, SP, SUBSCRIPTION, TENANT, WI, ZONE, serviceAccountToken, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
+import { amlcertFailure } from "../support/assertions.js";
 
 let fx: AzureFixture;
 beforeAll(async () => {
@@ -32,14 +33,6 @@ function zoneWith(azure: AzureCredential, cloud: ResolvedCloud = fx.cloud) {
   });
 }
 
-async function rejection(p: Promise<unknown>): Promise<AmlcertError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AmlcertError);
-  return err as AmlcertError;
-}
 
 describe("workload identity", () => {
   test("with the AKS webhook's variables, the projected token is exchanged at Entra and ARM accepts the access token", async () => {
@@ -57,7 +50,7 @@ describe("workload identity", () => {
   test("when the federated credential does not match the projected token, the error is AZURE_AUTH naming workload identity and its variables", async () => {
     const other = join(fx.dir, "other-token");
     writeFileSync(other, serviceAccountToken(600));
-    const err = await rejection(fx.credential({ ...fx.wiEnv, AZURE_FEDERATED_TOKEN_FILE: other }).identity());
+    const err = await amlcertFailure(fx.credential({ ...fx.wiEnv, AZURE_FEDERATED_TOKEN_FILE: other }).identity());
     expect(err.code).toBe("AZURE_AUTH");
     expect(err.stage).toBe("preflight");
     expect(err.message).toContain("workload identity");
@@ -67,7 +60,7 @@ describe("workload identity", () => {
   });
 
   test("when only workload identity is allowed but the token file is not configured, the error lists the missing variables and Entra is not called", async () => {
-    const err = await rejection(
+    const err = await amlcertFailure(
       fx.credential({ AZURE_TOKEN_CREDENTIALS: "WorkloadIdentityCredential", AZURE_TENANT_ID: TENANT, AZURE_CLIENT_ID: WI.clientId }).identity(),
     );
     expect(err.code).toBe("AZURE_AUTH");
@@ -92,7 +85,7 @@ describe("service principal", () => {
 
   test("when the secret is wrong, the error is AZURE_AUTH naming the method and variables, without the secret", async () => {
     const wrong = "definitely-wrong-secret";
-    const err = await rejection(fx.credential({ ...fx.spEnv, AZURE_CLIENT_SECRET: wrong }).identity());
+    const err = await amlcertFailure(fx.credential({ ...fx.spEnv, AZURE_CLIENT_SECRET: wrong }).identity());
     expect(err.code).toBe("AZURE_AUTH");
     expect(err.stage).toBe("preflight");
     expect(err.message).toContain("service principal");
@@ -103,7 +96,7 @@ describe("service principal", () => {
 
   test("when an adapter's call cannot get a token, the adapter reports AZURE_AUTH at its own stage and ARM is not called", async () => {
     const azure = fx.credential({ ...fx.spEnv, AZURE_CLIENT_SECRET: "wrong" });
-    const err = await rejection(zoneWith(azure).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
+    const err = await amlcertFailure(zoneWith(azure).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
     expect(err.code).toBe("AZURE_AUTH");
     expect(err.stage).toBe("dns-challenge");
     expect(fx.arm.requests).toEqual([]);
@@ -112,7 +105,7 @@ describe("service principal", () => {
   test("when the token is for another audience, ARM answers 401 and the adapter reports AZURE_AUTH with ARM's reason", async () => {
     const cloud = resolveCloud("AzurePublicCloud", { resourceManagerEndpoint: fx.arm.url, authorityHost: fx.entra.url, tokenScope: "https://vault.azure.net/.default" });
     const azure = createAzureCredential({ cloud, env: fx.spEnv, logger: fx.logger });
-    const err = await rejection(zoneWith(azure, cloud).nameServers());
+    const err = await amlcertFailure(zoneWith(azure, cloud).nameServers());
     expect(err.code).toBe("AZURE_AUTH");
     expect(err.message).toContain("InvalidAuthenticationTokenAudience");
     expect(fx.arm.requests.map((r) => r.status)).toEqual([401]);

@@ -7,6 +7,7 @@ import { createExtensionClient, type ExtensionClientOptions } from "../../src/ex
 import type { ExtensionClient } from "../../src/ports.js";
 import type { ExtensionRecord, ExtensionRef } from "../servers/arm-server.js";
 import { SP, SUBSCRIPTION, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
+import { amlcertFailure } from "../support/assertions.js";
 
 const EXTENSION_ROLE = join(import.meta.dirname, "../../deploy/azure/amlcert-extension-role.json");
 const ML_RG = "rg-ml";
@@ -75,14 +76,6 @@ function extensionClient(overrides: Partial<ExtensionClientOptions> = {}): Exten
   });
 }
 
-async function rejection(p: Promise<unknown>): Promise<AmlcertError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AmlcertError);
-  return err as AmlcertError;
-}
 
 describe("get", () => {
   test("returns type, state and settings, and only the keys of the protected settings", async () => {
@@ -101,7 +94,7 @@ describe("get", () => {
   });
 
   test("when the extension does not exist, the error is AZURE_NOT_FOUND naming the cluster and resource group", async () => {
-    const err = await rejection(extensionClient({ extensionName: "nope" }).get());
+    const err = await amlcertFailure(extensionClient({ extensionName: "nope" }).get());
     expect(err.code).toBe("AZURE_NOT_FOUND");
     expect(err.stage).toBe("extension");
     expect(err.message).toContain("nope");
@@ -148,7 +141,7 @@ describe("updateSettings", () => {
   test("when the operation fails, the error is EXTENSION_LRO_FAILED with ARM's message, and no update is announced", async () => {
     fx.arm.lro.outcome = "Failed";
     fx.arm.lro.error = { code: "ExtensionOperationFailed", message: "E40007 INVALID_SSL_SETTING: the secret azureml-tls-2025 has no cert.pem" };
-    const err = await rejection(extensionClient().updateSettings(NEW_SETTINGS));
+    const err = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
     expect(err.code).toBe("EXTENSION_LRO_FAILED");
     expect(err.stage).toBe("extension");
     expect(err.message).toContain("E40007 INVALID_SSL_SETTING: the secret azureml-tls-2025 has no cert.pem");
@@ -159,7 +152,7 @@ describe("updateSettings", () => {
 
   test("when an update failed, sending the same settings again runs the operation again", async () => {
     fx.arm.lro.outcome = "Failed";
-    await rejection(extensionClient().updateSettings(NEW_SETTINGS));
+    await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
     fx.arm.lro.outcome = "Succeeded";
     const { changed, state } = await extensionClient().updateSettings(NEW_SETTINGS);
     expect(changed).toBe(true);
@@ -169,7 +162,7 @@ describe("updateSettings", () => {
 
   test("when the operation does not finish within lroTimeoutMs, the error is EXTENSION_TIMEOUT", async () => {
     fx.arm.lro.pollsBeforeDone = 1_000_000;
-    const err = await rejection(extensionClient({ lroTimeoutMs: 300, pollIntervalMs: 20 }).updateSettings(NEW_SETTINGS));
+    const err = await amlcertFailure(extensionClient({ lroTimeoutMs: 300, pollIntervalMs: 20 }).updateSettings(NEW_SETTINGS));
     expect(err.code).toBe("EXTENSION_TIMEOUT");
     expect(err.message).toContain("azureml");
     expect(err.details.accepted).toBe(true);
@@ -178,14 +171,14 @@ describe("updateSettings", () => {
 
   test("when an update is already running, a second PATCH gets 409 and the error is AZURE_CONFLICT", async () => {
     fx.arm.lro.pollsBeforeDone = 1_000_000;
-    await rejection(extensionClient({ lroTimeoutMs: 200, pollIntervalMs: 20 }).updateSettings(NEW_SETTINGS));
-    const err = await rejection(extensionClient().updateSettings({ sslSecret: "another" }));
+    await amlcertFailure(extensionClient({ lroTimeoutMs: 200, pollIntervalMs: 20 }).updateSettings(NEW_SETTINGS));
+    const err = await amlcertFailure(extensionClient().updateSettings({ sslSecret: "another" }));
     expect(err.code).toBe("AZURE_CONFLICT");
   });
 
   test("when ARM is throttling the PATCH beyond the retries, the error is AZURE_THROTTLED", async () => {
     fx.arm.faults.add({ method: "PATCH", status: 429, times: Infinity, retryAfterSeconds: 0 });
-    const err = await rejection(extensionClient().updateSettings(NEW_SETTINGS));
+    const err = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
     expect(err.code).toBe("AZURE_THROTTLED");
     expect(err.stage).toBe("extension");
   });
@@ -199,7 +192,7 @@ describe("updateSettings", () => {
 
   test("when the identity may not write the extension, the 403 names the action and the role to assign", async () => {
     fx.arm.deny({ principalOid: SP.objectId, action: "Microsoft.KubernetesConfiguration/extensions/write" });
-    const err = await rejection(extensionClient().updateSettings(NEW_SETTINGS));
+    const err = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
     expect(err.code).toBe("AZURE_FORBIDDEN");
     expect(err.message).toContain("Microsoft.KubernetesConfiguration/extensions/write");
     expect(err.message).toContain("Kubernetes Extension Contributor");
@@ -231,7 +224,7 @@ describe("shipped custom role", () => {
     const reduced = join(fx.dir, "extension-role-without-operations.json");
     writeFileSync(reduced, JSON.stringify({ ...role, Actions: role.Actions.filter((a) => !a.endsWith("/operations/read")) }));
     fx.arm.assignRole({ principalOid: SP.objectId, roleFile: reduced, scope: AKS_SCOPE });
-    const err = await rejection(extensionClient().updateSettings(NEW_SETTINGS));
+    const err = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
     expect(err.code).toBe("AZURE_FORBIDDEN");
     expect(err.message).toContain("Microsoft.KubernetesConfiguration/extensions/operations/read");
   });

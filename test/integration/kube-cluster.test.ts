@@ -15,6 +15,7 @@ import { createKubeCluster, type KubeLogger, type KubeSource } from "../../src/k
 import { createLeaseLock } from "../../src/kubernetes/lease-lock.js";
 import { startKubeServer, type KubeServer } from "../servers/kube-server.js";
 import { createTestPki, type TestPki } from "../servers/pki.js";
+import { amlcertFailure } from "../support/assertions.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const NS = "azureml";
@@ -44,14 +45,6 @@ function manualClock(start = new Date("2030-01-01T00:00:00Z")): Clock & { advanc
   };
 }
 
-async function failure(p: Promise<unknown>): Promise<AmlcertError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(AmlcertError);
-  return e as AmlcertError;
-}
 
 describe("Kubernetes adapter against the API server stand-in, as the amlcert ServiceAccount", () => {
   let dir: string;
@@ -148,7 +141,7 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
   it("when every replace ends in 409, writeSecret gives up after the retry bound with KUBE_CONFLICT naming the secret", async () => {
     kube.putSecret(NS, "tls-stuck", { "cert.pem": "OLD" });
     kube.faults.add({ method: "PUT", pathIncludes: "/secrets/tls-stuck", status: 409, times: Infinity });
-    const err = await failure(makeCluster(saSource, { conflictRetries: 2 }).writeSecret({ name: "tls-stuck", data: { "cert.pem": Buffer.from("x") }, labels: {}, annotations: {} }));
+    const err = await amlcertFailure(makeCluster(saSource, { conflictRetries: 2 }).writeSecret({ name: "tls-stuck", data: { "cert.pem": Buffer.from("x") }, labels: {}, annotations: {} }));
     expect(err.code).toBe("KUBE_CONFLICT");
     expect(err.stage).toBe("store");
     expect(err.message).toContain('secret "tls-stuck"');
@@ -174,19 +167,19 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
 
   it("when the Role does not allow a call, the error is KUBE_FORBIDDEN and names the verb, the namespace and the Role", async () => {
     const other = makeCluster(saSource, { namespace: "kube-system" });
-    const err = await failure(other.writeSecret({ name: "x", data: {}, labels: {}, annotations: {} }));
+    const err = await amlcertFailure(other.writeSecret({ name: "x", data: {}, labels: {}, annotations: {} }));
     expect(err.code).toBe("KUBE_FORBIDDEN");
     expect(err.message).toContain('"get" on secrets "x"');
     expect(err.message).toContain('namespace "kube-system"');
     expect(err.message).toContain('Role "amlcert" in namespace "kube-system" (deploy/rbac.yaml)');
     expect(err.message).toContain('User "system:serviceaccount:azureml:amlcert" cannot get resource "secrets"');
-    const svc = await failure(cluster.getServiceIngress("some-other-service"));
+    const svc = await amlcertFailure(cluster.getServiceIngress("some-other-service"));
     expect(svc.code).toBe("KUBE_FORBIDDEN");
     expect(svc.message).toContain('"get" on services "some-other-service"');
   });
 
   it("when the namespace does not exist, creating the secret fails with KUBE_NOT_FOUND naming the namespace", async () => {
-    const err = await failure(makeCluster(adminSource, { namespace: "no-azureml-here" }).writeSecret({ name: "x", data: {}, labels: {}, annotations: {} }));
+    const err = await amlcertFailure(makeCluster(adminSource, { namespace: "no-azureml-here" }).writeSecret({ name: "x", data: {}, labels: {}, annotations: {} }));
     expect(err.code).toBe("KUBE_NOT_FOUND");
     expect(err.message).toContain('namespace "no-azureml-here" does not exist');
   });
@@ -249,7 +242,7 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
 
   it("when the server fails with 500, the error is KUBE_ERROR with the status and the server's message", async () => {
     kube.faults.add({ method: "GET", pathIncludes: "/secrets/tls-new", status: 500 });
-    const err = await failure(cluster.getSecret("tls-new"));
+    const err = await amlcertFailure(cluster.getSecret("tls-new"));
     expect(err.code).toBe("KUBE_ERROR");
     expect(err.details.status).toBe(500);
     expect(err.message).toContain("Internal error occurred: injected fault");
@@ -257,14 +250,14 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
 
   it("when the server does not answer in time, the request is abandoned with KUBE_ERROR", async () => {
     kube.faults.add({ method: "GET", pathIncludes: "/secrets/slow", status: 0, delayMs: 2_000 });
-    const err = await failure(makeCluster(saSource, { requestTimeoutMs: 200 }).getSecret("slow"));
+    const err = await amlcertFailure(makeCluster(saSource, { requestTimeoutMs: 200 }).getSecret("slow"));
     expect(err.code).toBe("KUBE_ERROR");
     expect(err.message).toContain("did not answer in time");
   });
 
   it("when the token is not accepted, the error says the credentials were refused (401)", async () => {
     const bogus: KubeSource = { kind: "kubeconfig", path: kube.writeKubeconfig(join(dir, "bogus.kubeconfig"), { token: "expired-token" }) };
-    const err = await failure(makeCluster(bogus).getSecret("tls-new"));
+    const err = await amlcertFailure(makeCluster(bogus).getSecret("tls-new"));
     expect(err.code).toBe("KUBE_FORBIDDEN");
     expect(err.details.status).toBe(401);
     expect(err.message).not.toContain("expired-token");
@@ -278,13 +271,13 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
     kc.loadFromFile(path);
     const wrong = kc.exportConfig().replace(Buffer.from(pki.caPem).toString("base64"), Buffer.from(otherPki.caPem).toString("base64"));
     writeFileSync(path, wrong);
-    const err = await failure(makeCluster({ kind: "kubeconfig", path }).getSecret("tls-new"));
+    const err = await amlcertFailure(makeCluster({ kind: "kubeconfig", path }).getSecret("tls-new"));
     expect(err.code).toBe("KUBE_ERROR");
     expect(err.message).toContain("TLS verification");
   });
 
   it("when the kubeconfig has no such context, the error is CONFIG_INVALID and lists the contexts", async () => {
-    const err = await failure(makeCluster({ kind: "kubeconfig", path: join(dir, "sa.kubeconfig"), context: "aks-nowhere" }).getSecret("x"));
+    const err = await amlcertFailure(makeCluster({ kind: "kubeconfig", path: join(dir, "sa.kubeconfig"), context: "aks-nowhere" }).getSecret("x"));
     expect(err.code).toBe("CONFIG_INVALID");
     expect(err.message).toContain('no context "aks-nowhere" (contexts: aks-westeurope, aks-northeurope)');
   });
@@ -345,7 +338,7 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
     });
 
     it("when the lease has another name than the Role allows, RBAC refuses it with KUBE_FORBIDDEN", async () => {
-      const err = await failure(lock(manualClock(), "someone-elses-lease").acquire("me", 30));
+      const err = await amlcertFailure(lock(manualClock(), "someone-elses-lease").acquire("me", 30));
       expect(err.code).toBe("KUBE_FORBIDDEN");
       expect(err.message).toContain('leases.coordination.k8s.io "someone-elses-lease"');
     });

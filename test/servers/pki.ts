@@ -44,6 +44,11 @@ export function createTestPki(dir: string, extraDnsNames: string[] = []): TestPk
       "-sha256", "-extfile", "server.ext", "-out", "server.pem"],
     dir,
   );
+  return readTestPki(dir);
+}
+
+/** Read an existing PKI directory made by createTestPki. */
+export function readTestPki(dir: string): TestPki {
   const caFile = join(dir, "ca.pem");
   const certFile = join(dir, "server.pem");
   const keyFile = join(dir, "server-key.pem");

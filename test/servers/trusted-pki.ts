@@ -6,23 +6,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { getCACertificates } from "node:tls";
-import type { TestPki } from "./pki.js";
+import { readTestPki, type TestPki } from "./pki.js";
 
-/** Read an existing PKI directory made by createTestPki. */
-export function readTestPki(dir: string): TestPki {
-  const caFile = join(dir, "ca.pem");
-  const certFile = join(dir, "server.pem");
-  const keyFile = join(dir, "server-key.pem");
-  return {
-    dir,
-    caFile,
-    certFile,
-    keyFile,
-    caPem: readFileSync(caFile, "utf8"),
-    certPem: readFileSync(certFile, "utf8"),
-    keyPem: readFileSync(keyFile, "utf8"),
-  };
-}
+export { readTestPki };
 
 /** The PKI whose CA is in NODE_EXTRA_CA_CERTS. Throws (never skips) when the process was not started with it. */
 export function trustedTestPki(env: Record<string, string | undefined> = process.env): TestPki {

@@ -3,6 +3,7 @@ import { AmlcertError, ExitCode } from "../../src/errors.js";
 import type { DnsZone } from "../../src/ports.js";
 import { createDnsSolver, zoneFor, type DnsSolverDeps } from "../../src/renewal/dns-solver.js";
 import { FakeClock, FakeLookup, FakeZone, recordingLogger } from "../support/fakes.js";
+import { amlcertFailure } from "../support/assertions.js";
 
 const T0 = new Date("2026-05-01T12:00:00Z");
 const RECORD = "_acme-challenge.ml.contoso.test";
@@ -37,14 +38,6 @@ function setup(opts: { challengeZones?: string[]; zone?: string; deps?: Partial<
   return { solver, zone, challengeZones, lookup, clock, log };
 }
 
-async function failure(p: Promise<unknown>): Promise<AmlcertError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AmlcertError);
-  return err as AmlcertError;
-}
 
 describe("zoneFor", () => {
   it("picks the configured zone with the longest suffix, and none for a name outside every zone", () => {
@@ -128,7 +121,7 @@ describe("createDnsSolver: present", () => {
     const s = setup({ challengeZones: ["acme-validation.test"] });
     s.zone.seedCname(RECORD, "ml.elsewhere.example");
 
-    const err = await failure(s.solver.present(RECORD, VALUE));
+    const err = await amlcertFailure(s.solver.present(RECORD, VALUE));
 
     expect(err).toMatchObject({ code: "DNS_CNAME_UNRESOLVED", stage: "dns-challenge", exitCode: ExitCode.RenewalFailed, details: { record: "ml.elsewhere.example" } });
     expect(err.message).toContain("ml.elsewhere.example");
@@ -141,7 +134,7 @@ describe("createDnsSolver: present", () => {
   it("when no configured zone holds the record, fails with DNS_CNAME_UNRESOLVED and writes nothing", async () => {
     const s = setup();
 
-    const err = await failure(s.solver.present("_acme-challenge.ml.fabrikam.test", VALUE));
+    const err = await amlcertFailure(s.solver.present("_acme-challenge.ml.fabrikam.test", VALUE));
 
     expect(err).toMatchObject({ code: "DNS_CNAME_UNRESOLVED", stage: "dns-challenge" });
     expect(err.message).toContain("_acme-challenge.ml.fabrikam.test");
@@ -153,7 +146,7 @@ describe("createDnsSolver: present", () => {
     s.zone.seedCname(RECORD, "a.contoso.test");
     s.zone.seedCname("a.contoso.test", RECORD);
 
-    const err = await failure(s.solver.present(RECORD, VALUE));
+    const err = await amlcertFailure(s.solver.present(RECORD, VALUE));
 
     expect(err).toMatchObject({ code: "DNS_CNAME_UNRESOLVED", stage: "dns-challenge" });
     expect(err.message).toContain("loop");
@@ -166,7 +159,7 @@ describe("createDnsSolver: present", () => {
       throw new Error("ARM answered 500");
     };
 
-    const err = await failure(s.solver.present(RECORD, VALUE));
+    const err = await amlcertFailure(s.solver.present(RECORD, VALUE));
 
     expect(err).toMatchObject({ stage: "dns-challenge", exitCode: 3 });
     expect(err.message).toContain("ARM answered 500");
@@ -177,7 +170,7 @@ describe("createDnsSolver: present", () => {
     const s = setup();
     s.zone.failAdd = new AmlcertError("AZURE_FORBIDDEN", "preflight", "DNS Zone Contributor is missing on contoso.test");
 
-    const err = await failure(s.solver.present(RECORD, VALUE));
+    const err = await amlcertFailure(s.solver.present(RECORD, VALUE));
 
     expect(err).toMatchObject({ code: "AZURE_FORBIDDEN", stage: "dns-challenge", exitCode: 3 });
     expect(s.lookup.txtQueries).toEqual([]);
@@ -214,7 +207,7 @@ describe("createDnsSolver: propagation failure", () => {
     const lagging = s.zone.servers[1]!;
     s.lookup.laggingServers.add(lagging);
 
-    const err = await failure(s.solver.present(RECORD, VALUE));
+    const err = await amlcertFailure(s.solver.present(RECORD, VALUE));
 
     expect(err).toMatchObject({ code: "DNS_PROPAGATION_TIMEOUT", stage: "propagation", exitCode: ExitCode.RenewalFailed });
     expect(err.message).toContain(lagging);
@@ -230,7 +223,7 @@ describe("createDnsSolver: propagation failure", () => {
     s.lookup.laggingServers.add(s.zone.servers[0]!);
     s.zone.failRemove = new Error("ARM answered 503");
 
-    const err = await failure(s.solver.present(RECORD, VALUE));
+    const err = await amlcertFailure(s.solver.present(RECORD, VALUE));
 
     expect(err).toMatchObject({ code: "DNS_PROPAGATION_TIMEOUT", stage: "propagation" });
     expect(s.zone.txtRemoves).toEqual([{ fqdn: RECORD, value: VALUE }]);
@@ -241,7 +234,7 @@ describe("createDnsSolver: propagation failure", () => {
     const s = setup();
     s.zone.failNameServers = new Error("ARM answered 500");
 
-    const err = await failure(s.solver.present(RECORD, VALUE));
+    const err = await amlcertFailure(s.solver.present(RECORD, VALUE));
 
     expect(err).toMatchObject({ stage: "propagation", exitCode: 3 });
     expect(err.message).toContain("ARM answered 500");
@@ -254,7 +247,7 @@ describe("createDnsSolver: propagation failure", () => {
     s.lookup.laggingServers.add(s.zone.servers[0]!);
     const { present } = s.solver;
 
-    const err = await failure(present(RECORD, VALUE));
+    const err = await amlcertFailure(present(RECORD, VALUE));
 
     expect(err).toMatchObject({ code: "DNS_PROPAGATION_TIMEOUT", stage: "propagation" });
     expect(s.zone.txtValues(RECORD)).toEqual([]);

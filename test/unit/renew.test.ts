@@ -15,6 +15,7 @@ import {
 } from "../../src/renewal/renew.js";
 import { days, encryptKey, makeLeaf, makeTestCa, type TestIssuer, type TestLeaf } from "../support/certs.js";
 import { makeDeps, recordingLogger, type FakeWorld, type MakeDepsOptions } from "../support/fakes.js";
+import { amlcertFailure } from "../support/assertions.js";
 
 const T0 = new Date("2026-05-01T12:00:00Z");
 const at = (offsetMs: number) => new Date(T0.getTime() + offsetMs);
@@ -112,14 +113,6 @@ function expectTxtCleanedUp(w: FakeWorld): void {
   for (const z of [w.zone, ...w.challengeZones]) expect([...z.txt.keys()]).toEqual([]);
 }
 
-async function failure(p: Promise<unknown>): Promise<AmlcertError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AmlcertError);
-  return err as AmlcertError;
-}
 
 const secretContent = (w: FakeWorld, name: string) => w.kube.pemOf(name);
 
@@ -260,7 +253,7 @@ describe("renewTarget: first issuance (the extension names no sslSecret)", () =>
     w.kube.services.set("azureml-fe", { type: "ClusterIP", ips: [], hostnames: [], clusterIP: "10.0.0.10" });
     caIssues(w, issued);
 
-    const err = await failure(renewTarget(w.deps, settings()));
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "DNS_MISMATCH", stage: "verify-dns", exitCode: 4 });
     expect(err.message).toContain("expectedAddress");
@@ -305,7 +298,7 @@ describe("renewTarget: the issued certificate is validated before anything is wr
       const before = secretContent(w, "azureml-tls-current");
       c.arrange(w);
 
-      const err = await failure(renewTarget(w.deps, settings()));
+      const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
       expect(err).toMatchObject({ code: "CERT_INVALID", stage: "validate", exitCode: ExitCode.RenewalFailed });
       expect(err.message).toMatch(c.mentions);
@@ -323,7 +316,7 @@ describe("renewTarget: the issued certificate is validated before anything is wr
     pointExtensionAt(w, "azureml-tls-current");
     caIssues(w, shorterCert);
 
-    const err = await failure(renewTarget(w.deps, settings({ force: true })));
+    const err = await amlcertFailure(renewTarget(w.deps, settings({ force: true })));
 
     expect(err).toMatchObject({ code: "CERT_INVALID", stage: "validate", exitCode: 3 });
     expect(err.message).toContain("not later than the one in place");
@@ -335,7 +328,7 @@ describe("renewTarget: the issued certificate is validated before anything is wr
     caIssues(w, issued);
     w.acme.failure = new AmlcertError("ACME_REJECTED", "acme-order", "the CA rejected the order: rateLimited");
 
-    const err = await failure(renewTarget(w.deps, settings()));
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "ACME_REJECTED", stage: "acme-order", exitCode: 3 });
     expectZeroWrites(w);
@@ -348,7 +341,7 @@ describe("renewTarget: preflight", () => {
     const w = world({ extension: { extensionType: "Microsoft.Flux" } });
     caIssues(w, issued);
 
-    const err = await failure(renewTarget(w.deps, settings()));
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "EXTENSION_WRONG_TYPE", stage: "preflight", exitCode: 3 });
     expect(err.message).toContain("Microsoft.Flux");
@@ -361,7 +354,7 @@ describe("renewTarget: preflight", () => {
     const w = world({ extension: { configurationSettings: { allowInsecureConnections: "True" } } });
     caIssues(w, issued);
 
-    const err = await failure(renewTarget(w.deps, settings()));
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "EXTENSION_INSECURE", stage: "preflight", exitCode: 3 });
     expect(err.message).toContain("allowInsecureConnections");
@@ -414,7 +407,7 @@ describe("renewTarget: the extension update fails", () => {
     caIssues(w, issued);
     w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "the extension update operation ended Failed");
 
-    const err = await failure(renewTarget(w.deps, settings()));
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "EXTENSION_LRO_FAILED", stage: "extension", exitCode: ExitCode.RenewalFailed });
     const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
@@ -431,7 +424,7 @@ describe("renewTarget: the extension update fails", () => {
     caIssues(w, issued);
     w.extension.failUpdate = new Error("socket hang up");
 
-    const err = await failure(renewTarget(w.deps, settings()));
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ stage: "extension", exitCode: 3 });
     expect(err.message).toContain("socket hang up");
@@ -445,7 +438,7 @@ describe("renewTarget: the extension update fails", () => {
     caIssues(w, issued);
     w.extension.failUpdate = new AmlcertError("EXTENSION_TIMEOUT", "extension", "the extension update did not finish in 30m");
 
-    const err = await failure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
+    const err = await amlcertFailure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
 
     expect(err).toMatchObject({ code: "EXTENSION_TIMEOUT", stage: "extension", exitCode: 3 });
     expect(w.kube.writes.map((x) => x.name)).toEqual([BASE, BASE]);
@@ -482,7 +475,7 @@ describe("renewTarget: a stored certificate that was never rolled out", () => {
     pointExtensionAt(w, "azureml-tls-current");
     caIssues(w, issued);
     w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "Failed");
-    await failure(renewTarget(w.deps, settings()));
+    await amlcertFailure(renewTarget(w.deps, settings()));
     w.extension.failUpdate = undefined;
 
     const r = await renewTarget(w.deps, settings());
@@ -521,7 +514,7 @@ describe("renewTarget: verifying that azureml-fe serves the new certificate", ()
     caIssues(w, issued);
     w.tlsProbe.serials = [dueCert.serialNumber];
 
-    const err = await failure(renewTarget(w.deps, settings()));
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", exitCode: ExitCode.VerificationFailed });
     expect(err.message).toContain("scoringFe.sslCert");
@@ -558,7 +551,7 @@ describe("renewTarget: verifying that azureml-fe serves the new certificate", ()
     w.tlsProbe.authorized = false;
     w.tlsProbe.authorizationError = "UNABLE_TO_GET_ISSUER_CERT_LOCALLY";
 
-    const err = await failure(renewTarget(w.deps, settings()));
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", exitCode: 4 });
     expect(err.message).toContain("UNABLE_TO_GET_ISSUER_CERT_LOCALLY");
@@ -570,7 +563,7 @@ describe("renewTarget: verifying that azureml-fe serves the new certificate", ()
     w.tlsProbe.serials = ["01"];
     w.deps.clock = { now: () => T0, sleep: async () => undefined };
 
-    const err = await failure(renewTarget(w.deps, settings({ verifyTimeoutMs: 60_000, verifyIntervalMs: 5_000 })));
+    const err = await amlcertFailure(renewTarget(w.deps, settings({ verifyTimeoutMs: 60_000, verifyIntervalMs: 5_000 })));
 
     expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", exitCode: 4 });
     expect(w.tlsProbe.calls).toHaveLength(13);
@@ -583,7 +576,7 @@ describe("renewTarget: verifying that azureml-fe serves the new certificate", ()
     caIssues(w, issued);
     w.tlsProbe.serials = [dueCert.serialNumber];
 
-    const err = await failure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
+    const err = await amlcertFailure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
 
     expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", exitCode: 4 });
     expect(err.message).toContain("secretMode: versioned");
@@ -613,7 +606,7 @@ describe("renewTarget: DNS", () => {
     caIssues(w, issued);
     w.lookup.resolverAnswers.set(FQDN, [{ addresses: ["203.0.113.9"], cnames: [] }]);
 
-    const err = await failure(renewTarget(w.deps, settings()));
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "DNS_MISMATCH", stage: "verify-dns", exitCode: ExitCode.VerificationFailed });
     expect(err.message).toContain("203.0.113.9");
@@ -629,7 +622,7 @@ describe("renewTarget: DNS", () => {
     caIssues(w, issued);
     w.lookup.resolverAnswers.set(FQDN, [{ addresses: [INGRESS_IP], cnames: [] }]);
 
-    const err = await failure(renewTarget(w.deps, settings()));
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "DNS_MISMATCH", exitCode: 4 });
     expect(err.message).toContain("authoritative servers answer 198.51.100.7");
@@ -783,7 +776,7 @@ describe("renewTarget: the cluster Lease", () => {
     await renewTarget(w.deps, settings());
     expect(calls).toEqual(["acquire", "release"]);
     w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "boom");
-    await failure(renewTarget(w.deps, settings({ force: true })));
+    await amlcertFailure(renewTarget(w.deps, settings({ force: true })));
     expect(calls).toEqual(["acquire", "release", "acquire", "release"]);
   });
 });
