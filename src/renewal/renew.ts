@@ -224,9 +224,11 @@ export async function checkDns(deps: RenewDeps, s: RenewSettings, expected: stri
   const system = await resolveVia("resolver", s.resolvers);
   const norm = (v: string) => v.toLowerCase().replace(/\.$/, "");
   const want = new Set(expected.map(norm));
-  // every address found must be expected, unless a host name is expected (then its addresses are not known here);
-  // CNAME targets are host names, never addresses, even when they look like hex (`cafe.de`)
-  const matches = (found: string[]) => found.length > 0 && found.some((f) => want.has(norm(f))) && found.filter((f) => isIP(f) !== 0).every((f) => want.has(norm(f)) || want.size === 0 || [...want].some((w) => isIP(w) === 0));
+  const expectsHostname = [...want].some((w) => isIP(w) === 0);
+  // Something found (an address, or a name on the CNAME chain) must be expected. When only addresses are expected,
+  // every address found must be one of them: a stale extra A record would send some clients elsewhere.
+  const matches = (found: string[]) =>
+    found.some((f) => want.has(norm(f))) && (expectsHostname || found.filter((f) => isIP(f) !== 0).every((f) => want.has(norm(f))));
   if (expected.length === 0) problems.push("no expected address: azureml-fe has no ingress and expectedAddress is not set");
   else {
     if (servers && !matches(authoritative)) problems.push(`authoritative servers answer ${authoritative.join(", ") || "nothing"} for ${s.fqdn}, expected ${expected.join(", ")}`);
