@@ -12,6 +12,7 @@ import { createLogger, serializeError, type Logger } from "./observability/logge
 import { systemClock } from "./ports.js";
 import { createApp } from "./app/compose.js";
 import { runPlan, runRenew, worstExitCode } from "./app/run.js";
+import { formatPlanLine, formatRenewResult } from "./app/present.js";
 
 const USAGE = `amlcert: certificate renewal for Azure ML Kubernetes online endpoints
 
@@ -25,6 +26,7 @@ Options:
   -c, --config FILE   YAML configuration (default: $AMLCERT_CONFIG)
   -t, --target FQDN   only this target (repeatable)
   -f, --force         renew even when the certificate is not due
+      --json          print results as JSON lines even on a terminal (the default when stdout is not a TTY)
   -h, --help
 
 Exit codes:
@@ -50,6 +52,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         config: { type: "string", short: "c" },
         target: { type: "string", short: "t", multiple: true },
         force: { type: "boolean", short: "f", default: false },
+        json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -99,14 +102,15 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     }
     const targets = wanted.length > 0 ? loaded.config.targets.filter((t) => wanted.includes(t.fqdn)) : loaded.config.targets;
     const app = createApp({ config: loaded.config, eabHmacKey: loaded.eabHmacKey, env, logger, clock: systemClock, force: parsed.values.force ?? false, holder: `${hostname()}/${process.pid}` });
-    const write = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
+    const human = Boolean(process.stdout.isTTY) && !parsed.values.json;
+    const write = <T extends object>(line: T, format: (l: T) => string) => process.stdout.write(`${human ? format(line) : JSON.stringify(line)}\n`);
     if (command === "plan") {
       const results = await runPlan(app, targets, logger);
-      results.forEach(write);
+      results.forEach((r) => write(r, formatPlanLine));
       return worstExitCode(results.map((r) => r.exitCode));
     }
     const results = await runRenew(app, targets, logger);
-    results.forEach((r) => write(r.result));
+    results.forEach((r) => write(r.result, formatRenewResult));
     return worstExitCode(results.map((r) => r.exitCode));
   } catch (err) {
     if (isAmlcertError(err)) {

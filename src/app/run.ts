@@ -41,7 +41,8 @@ export async function runRenew(app: App, targets: TargetConfig[], logger: Logger
       if (identityError) throw identityError;
       log.info({ stage: "plan" }, `checking ${t.fqdn}`);
       const result = await renewTarget(deps, settings, progress);
-      log.info({ stage: result.action === "renewed" ? "prune" : "plan", result }, result.action === "renewed" ? "renewed, rolled out and verified" : "nothing to do");
+      const summary = { renewed: "renewed, rolled out and verified", none: "nothing to do", skipped: "skipped", failed: "failed" }[result.action];
+      log.info({ result }, summary);
       out.push({ result, exitCode: ExitCode.Ok });
     } catch (err) {
       const e = isAmlcertError(err) ? err : atStage(err, "plan");
