@@ -16,7 +16,7 @@
  */
 import { createHash } from "node:crypto";
 import { isIP } from "node:net";
-import { AmlcertError, atStage, type Stage } from "../errors.js";
+import { AmlcertError, ExitCode, atStage, type Stage } from "../errors.js";
 import { describeProblem, inspectPair, validateNewPair, type CertificateInfo } from "../certs/certificate.js";
 import type {
   AcmeIssuer,
@@ -333,6 +333,12 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, result: Tar
   }
   try {
     return await renewLocked(deps, s, result, log, finish);
+  } catch (err) {
+    // Failures after rollout already recorded a VerificationFailed event on the new secret.
+    if (err instanceof AmlcertError && err.exitCode === ExitCode.RenewalFailed) {
+      await deps.kube.recordEvent({ secretName: result.secret ?? s.secretName, type: "Warning", reason: "RenewalFailed", message: `${err.stage}: ${err.message}` });
+    }
+    throw err;
   } finally {
     await deps.lock?.release();
   }

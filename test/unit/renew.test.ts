@@ -780,3 +780,16 @@ describe("renewTarget: the cluster Lease", () => {
     expect(calls).toEqual(["acquire", "release", "acquire", "release"]);
   });
 });
+
+describe("renewTarget: Kubernetes events", () => {
+  it("when a renewal fails before rollout, records a RenewalFailed warning naming the stage, and writes no secret", async () => {
+    const { intermediate } = await makeTestCa();
+    const w = world();
+    caIssues(w, await makeLeaf(intermediate, [FQDN], T0, new Date(T0.getTime() + days(90))));
+    w.acme.failure = new AmlcertError("ACME_REJECTED", "acme-order", "rejectedIdentifier: policy forbids");
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    expect(err.exitCode).toBe(ExitCode.RenewalFailed);
+    expect(w.kube.events).toEqual([expect.objectContaining({ secretName: BASE, type: "Warning", reason: "RenewalFailed", message: expect.stringMatching(/^acme-order: rejectedIdentifier/) })]);
+    expectZeroWrites(w);
+  });
+});
