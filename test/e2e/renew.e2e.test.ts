@@ -324,8 +324,9 @@ function readTarget(configPath: string): unknown {
 }
 
 describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => {
-  it("follows a CNAME on _acme-challenge into a delegated validation zone", async () => {
-    const h = await startHarness({ extraZones: ["acme-validation.test"], pebbleEnv: { PEBBLE_AUTHZREUSE: "0" } });
+  it("follows a CNAME on _acme-challenge into a delegated validation zone, and waits for slow name servers by polling them", async () => {
+    // Azure DNS's name servers serve a write 1.5 s after ARM accepted it; amlcert must poll, not sleep a fixed time.
+    const h = await startHarness({ extraZones: ["acme-validation.test"], pebbleEnv: { PEBBLE_AUTHZREUSE: "0" }, propagationDelayMs: 1500 });
     try {
       const zone = h.zones.zoneFor(FQDN)!;
       h.zones.putRecordSet(zone, "CNAME", "_acme-challenge.ml", { ttl: 300, cname: "ml.acme-validation.test" });
@@ -336,6 +337,14 @@ describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => 
       expect(txtWrites.length).toBeGreaterThan(0);
       expect(txtWrites.every((r) => r.path.includes("/dnsZones/acme-validation.test/"))).toBe(true);
       expect(txtLeft(h)).toEqual([]);
+      const propagation = run.stderr
+        .split("\n")
+        .filter((l) => l.includes('"stage":"propagation"'))
+        .map((l) => JSON.parse(l) as { attempts: number; record: string });
+      expect(propagation).toEqual([expect.objectContaining({ record: "ml.acme-validation.test" })]);
+      expect(propagation[0]!.attempts).toBeGreaterThan(1);
+      // the CA asked our authoritative DNS server for the challenge and got the value through the CNAME
+      expect(h.dns.queries.some((q) => q.name === "_acme-challenge.ml.contoso.test" && q.type === "TXT")).toBe(true);
     } finally {
       await h.stop();
     }
