@@ -364,6 +364,25 @@ describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => 
     }
   });
 
+  it("fixed-name mode: the first rollout works; a renewal in place is not picked up by azureml-fe, and amlcert says why (exit 4)", async () => {
+    const h = await startHarness({ pebbleEnv: { PEBBLE_AUTHZREUSE: "0" } });
+    try {
+      const config = h.writeConfig({ renewal: { secretMode: "fixed" }, verify: { timeout: "2s" } }, "fixed.yaml");
+      const first = await h.runCli(["renew", "--config", config]);
+      expect(first.code, first.stderr).toBe(0);
+      expect(result(first)).toMatchObject({ action: "renewed", secret: "aml-tls", extensionUpdated: true, servingOk: true });
+      const second = await h.runCli(["renew", "--config", config, "--force"]);
+      expect(second.code, second.stderr).toBe(4);
+      expect(result(second)).toMatchObject({ secret: "aml-tls", extensionUpdated: false, error: { code: "TLS_OLD_CERT_SERVED", stage: "verify-tls" } });
+      expect(second.stderr).toMatch(/fixed-name mode/);
+      // the new certificate is stored in place; azureml-fe still serves the first one
+      expect(new X509Certificate(h.clusters[0]!.kube.getSecret("azureml", "aml-tls")!["cert.pem"]!).serialNumber.toUpperCase()).toBe(result(second).serial);
+      expect(h.clusters[0]!.fe.servedSerial()).toBe(result(first).serial);
+    } finally {
+      await h.stop();
+    }
+  });
+
   it("renews two targets on two clusters (AKS and Arc) in one run", async () => {
     const h = await startHarness({
       clusters: [
