@@ -114,7 +114,8 @@ describe("service principal", () => {
 
 describe("authority and logs", () => {
   test("an authority host set in the configuration wins over AZURE_AUTHORITY_HOST", async () => {
-    const azure = fx.credential({ ...fx.spEnv, AZURE_AUTHORITY_HOST: "https://login.microsoftonline.com" });
+    // a loopback address with nothing listening: if the variable won, sign-in would fail, and no traffic leaves the machine
+    const azure = fx.credential({ ...fx.spEnv, AZURE_AUTHORITY_HOST: "https://127.0.0.2:9" });
     expect(azure.authorityHost).toBe(fx.entra.url);
     expect((await azure.identity()).method).toBe("service-principal");
   });
