@@ -73,8 +73,12 @@ export function uncoveredNames(dnsNames: string[], wanted: string[]): string[] {
 
 export type KeyProblem = "missing" | "encrypted" | "not-pkcs8" | "unparsable";
 
-/** Parse an unencrypted PKCS#8 PEM key ("BEGIN PRIVATE KEY"). The problem says why a key is unusable. */
-export function parsePrivateKey(keyPem: string): { key: KeyObject } | { problem: KeyProblem } {
+/**
+ * Parse an unencrypted PEM private key. PKCS#8 ("BEGIN PRIVATE KEY") is what amlcert writes; an unencrypted PKCS#1
+ * or SEC1 key ("BEGIN RSA/EC PRIVATE KEY") still parses, with `pkcs8: false`, so a pair someone else put in place
+ * can be judged on its merits. The problem says why a key is unusable.
+ */
+export function parsePrivateKey(keyPem: string): { key: KeyObject; pkcs8: boolean } | { problem: KeyProblem } {
   const blocks = pemBlocks(keyPem);
   if (blocks.length === 0) return { problem: keyPem.trim() === "" ? "missing" : "unparsable" };
   if (blocks.some((b) => b.label === "ENCRYPTED PRIVATE KEY") || /Proc-Type:\s*4,ENCRYPTED/.test(keyPem)) {
@@ -82,9 +86,8 @@ export function parsePrivateKey(keyPem: string): { key: KeyObject } | { problem:
   }
   const keyBlocks = blocks.filter((b) => b.label.endsWith("PRIVATE KEY"));
   if (keyBlocks.length !== 1) return { problem: "unparsable" };
-  if (keyBlocks[0]!.label !== "PRIVATE KEY") return { problem: "not-pkcs8" };
   try {
-    return { key: createPrivateKey({ key: keyBlocks[0]!.pem, format: "pem" }) };
+    return { key: createPrivateKey({ key: keyBlocks[0]!.pem, format: "pem" }), pkcs8: keyBlocks[0]!.label === "PRIVATE KEY" };
   } catch {
     return { problem: "unparsable" };
   }
@@ -164,6 +167,7 @@ export function inspectPair(certPem: string | undefined, keyPem: string | undefi
   }
   const key = parsePrivateKey(keyPem ?? "");
   if ("problem" in key) problems.push({ kind: "key", problem: key.problem });
+  else if (!key.pkcs8) problems.push({ kind: "key", problem: "not-pkcs8" });
   if (!chain) return { problems };
   const leaf = chain[0]!;
   if ("key" in key && !leaf.checkPrivateKey(key.key)) problems.push({ kind: "key-mismatch" });

@@ -36,8 +36,8 @@ export interface PlanInput {
 }
 
 export type PlanDecision =
-  | { renew: true; reason: RenewalReason; message: string; current?: CertificateInfo; renewAt?: Date }
-  | { renew: false; reason: "UpToDate"; message: string; current: CertificateInfo; renewAt: Date };
+  | { renew: true; reason: RenewalReason; message: string; current?: CertificateInfo; renewAt?: Date; currentSound: boolean }
+  | { renew: false; reason: "UpToDate"; message: string; current: CertificateInfo; renewAt: Date; currentSound: true };
 
 /**
  * When to renew a certificate valid from notBefore to notAfter: renewBefore before expiry when it is given and
@@ -58,7 +58,9 @@ export function planRenewal(input: PlanInput): PlanDecision {
   const { stored, names, now } = input;
   const inspected = stored ? inspectPair(stored.certPem, stored.keyPem, names) : undefined;
   const current = inspected?.leaf;
-  const renew = (reason: RenewalReason, message: string): PlanDecision => ({ renew: true, reason, message, current });
+  // sound: a parsable pair that matches, covers the names and chains (it may still be due or expired)
+  const currentSound = Boolean(current) && (inspected?.problems ?? []).every((p) => p.kind === "key" && p.problem === "not-pkcs8");
+  const renew = (reason: RenewalReason, message: string): PlanDecision => ({ renew: true, reason, message, current, currentSound });
 
   if (input.force) return renew("Forced", "--force was given");
   if (!stored) return renew("SecretMissing", "no certificate secret is in place");
@@ -69,7 +71,8 @@ export function planRenewal(input: PlanInput): PlanDecision {
   const problems = inspected!.problems;
   const unparsable = firstOf(problems, "cert-unparsable");
   if (unparsable || !current) return renew("SecretUnparsable", `secret ${stored.secretName}: ${unparsable ? describeProblem(unparsable) : "unreadable"}`);
-  const keyProblem = firstOf(problems, "key");
+  // An unencrypted PKCS#1/SEC1 key works; only what amlcert writes must be PKCS#8.
+  const keyProblem = problems.find((p) => p.kind === "key" && p.problem !== "not-pkcs8");
   if (keyProblem) return renew("KeyUnusable", `secret ${stored.secretName}: ${describeProblem(keyProblem)}`);
   const mismatch = firstOf(problems, "key-mismatch");
   if (mismatch) return renew("KeyMismatch", `secret ${stored.secretName}: ${describeProblem(mismatch)}`);
@@ -94,5 +97,6 @@ export function planRenewal(input: PlanInput): PlanDecision {
     message: `valid until ${current.notAfter.toISOString()}; renewal due at ${renewAt.toISOString()}`,
     current,
     renewAt,
+    currentSound: true,
   };
 }

@@ -274,12 +274,21 @@ async function waitForServing(deps: RenewDeps, s: RenewSettings, host: string, s
   );
 }
 
+/**
+ * The bar a new certificate must clear: it must expire later than the certificate in place when that one is
+ * sound (due, expired or forced, but a working pair). A broken pair in place (wrong key, names, chain) sets no bar:
+ * anything valid is better than it, even a 90-day certificate replacing a broken 1-year one.
+ */
+function goodCurrentNotAfter(decision: PlanDecision): Date | undefined {
+  return decision.currentSound ? decision.current?.notAfter : undefined;
+}
+
 /** In versioned mode: a stored, valid, unreferenced certificate newer than the current one (from a run whose rollout failed). */
 async function findPending(deps: RenewDeps, s: RenewSettings, inspection: Inspection): Promise<{ name: string; chainPem: string; keyPem: string; leaf: CertificateInfo } | undefined> {
   if (s.secretMode !== "versioned" || s.force) return undefined;
   const candidates = await deps.kube.listSecrets(`${LABEL_MANAGED_BY}=amlcert,${LABEL_SECRET_BASE}=${s.secretName}`);
   const now = deps.clock.now();
-  const currentNotAfter = inspection.decision.current?.notAfter.getTime() ?? 0;
+  const currentNotAfter = goodCurrentNotAfter(inspection.decision)?.getTime() ?? 0;
   let best: { name: string; chainPem: string; keyPem: string; leaf: CertificateInfo } | undefined;
   for (const c of candidates) {
     if (c.name === inspection.currentSecretName) continue;
@@ -393,7 +402,7 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
     chainPem = issued.chainPem;
 
     // validate before any write
-    const validation = validateNewPair(chainPem, keyPem, s.names, clock.now(), decision.current?.notAfter);
+    const validation = validateNewPair(chainPem, keyPem, s.names, clock.now(), goodCurrentNotAfter(decision));
     if (!validation.leaf || validation.problems.length > 0) {
       throw new AmlcertError("CERT_INVALID", "validate", `the issued certificate was not written: ${validation.problems.map(describeProblem).join("; ")}`);
     }

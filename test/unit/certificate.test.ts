@@ -33,8 +33,13 @@ describe("inspectPair", () => {
     expect(describeProblem(r.problems[0]!)).toContain("passphrase-protected");
   });
 
-  it("when the key is SEC1 rather than PKCS#8, reports not-pkcs8", () => {
-    expect(parsePrivateKey(sec1Key(good.keyPem))).toEqual({ problem: "not-pkcs8" });
+  it("when the key is unencrypted SEC1 rather than PKCS#8, it still parses and matches, and is reported as not-pkcs8", () => {
+    expect(parsePrivateKey(sec1Key(good.keyPem))).toMatchObject({ pkcs8: false });
+    expect(inspectPair(good.chainPem, sec1Key(good.keyPem), ["ml.contoso.test"]).problems).toEqual([{ kind: "key", problem: "not-pkcs8" }]);
+  });
+
+  it("a new pair with a SEC1 key is refused before any write (Azure ML gets PKCS#8 from amlcert)", () => {
+    expect(validateNewPair(good.chainPem, sec1Key(good.keyPem), ["ml.contoso.test"], now).problems).toEqual([{ kind: "key", problem: "not-pkcs8" }]);
   });
 
   it("when the intermediate comes before the leaf, reports the chain order", () => {

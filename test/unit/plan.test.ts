@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { planRenewal, renewalTime } from "../../src/renewal/plan.js";
-import { days, encryptKey, makeLeaf, makeTestCa, type TestIssuer, type TestLeaf } from "../support/certs.js";
+import { days, encryptKey, makeLeaf, makeTestCa, sec1Key, type TestIssuer, type TestLeaf } from "../support/certs.js";
 
 const issued = new Date("2026-11-01T00:00:00Z");
 const expires = new Date(issued.getTime() + days(90));
@@ -47,6 +47,15 @@ describe("planRenewal", () => {
 
   it("when the key is encrypted, renews with KeyUnusable", () => {
     expect(planRenewal({ stored: stored(leaf.chainPem, encryptKey(leaf.keyPem)), names, now: at(1) })).toMatchObject({ reason: "KeyUnusable" });
+  });
+
+  it("when a fresh pair in place has an unencrypted non-PKCS#8 key (e.g. a commercial certificate's), leaves it alone", () => {
+    expect(planRenewal({ stored: stored(leaf.chainPem, sec1Key(leaf.keyPem)), names, now: at(1) })).toMatchObject({ renew: false, reason: "UpToDate", currentSound: true });
+  });
+
+  it("a forced renewal of a sound pair keeps it marked sound; a broken pair is not", () => {
+    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(1), force: true })).toMatchObject({ reason: "Forced", currentSound: true });
+    expect(planRenewal({ stored: stored(leaf.chainPem, other.keyPem), names, now: at(1), force: true })).toMatchObject({ reason: "Forced", currentSound: false });
   });
 
   it("when the secret holds a mismatched pair, renews with KeyMismatch", () => {

@@ -793,3 +793,30 @@ describe("renewTarget: Kubernetes events", () => {
     expectZeroWrites(w);
   });
 });
+
+describe("renewTarget: a broken certificate in place sets no bar", () => {
+  it("when the pair in place is broken but expires later (a 1-year certificate with the wrong key), the 90-day replacement is accepted", async () => {
+    const { intermediate: ca } = await makeTestCa("commercial");
+    const yearLong = await makeLeaf(ca, [FQDN], at(-days(30)), at(days(335)));
+    const strangerKey = await makeLeaf(ca, [FQDN], at(-days(30)), at(days(335)));
+    const w = world();
+    w.kube.seedSecret({ name: "commercial-tls", data: { "cert.pem": yearLong.chainPem, "key.pem": strangerKey.keyPem } });
+    pointExtensionAt(w, "commercial-tls");
+    caIssues(w, issued);
+    const r = await renewTarget(w.deps, settings());
+    expect(r).toMatchObject({ action: "renewed", reason: "KeyMismatch", serial: issued.serialNumber });
+  });
+
+  it("when the sound pair in place expires later than what the CA returns, the new one is refused and nothing is written", async () => {
+    const { intermediate: ca } = await makeTestCa("commercial");
+    const yearLong = await makeLeaf(ca, [FQDN], at(-days(30)), at(days(335)));
+    const w = world();
+    w.kube.seedSecret({ name: "commercial-tls", data: { "cert.pem": yearLong.chainPem, "key.pem": yearLong.keyPem } });
+    pointExtensionAt(w, "commercial-tls");
+    caIssues(w, issued);
+    const err = await amlcertFailure(renewTarget(w.deps, settings({ force: true })));
+    expect(err).toMatchObject({ code: "CERT_INVALID", stage: "validate", exitCode: 3 });
+    expect(err.message).toMatch(/not later than the one in place/);
+    expectZeroWrites(w);
+  });
+});
