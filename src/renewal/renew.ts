@@ -247,15 +247,24 @@ async function ensureRecord(deps: RenewDeps, s: RenewSettings, expected: string[
   deps.logger.info({ stage: "preflight", fqdn: s.fqdn, addresses: ips, outcome }, "A record managed");
 }
 
+/** The likely cause when azureml-fe keeps serving another certificate. */
+function servingHint(s: RenewSettings, extensionUpdated: boolean): string {
+  return s.secretMode === "fixed" && !extensionUpdated
+    ? "In fixed-name mode the extension PATCH changed nothing, so azureml-fe was not rolled; it does not reload a secret changed in place. Use secretMode: versioned."
+    : "If the old certificate keeps being served, the extension's protected settings scoringFe.sslCert/scoringFe.sslKey take precedence over sslSecret and must be removed once.";
+}
+
 /** Poll azureml-fe until it serves `serial` (pods roll), within the bound. */
 async function waitForServing(deps: RenewDeps, s: RenewSettings, host: string, serial: string, hint: string): Promise<void> {
   const started = deps.clock.now().getTime();
   // a second bound that does not depend on the clock advancing
   const maxAttempts = Math.ceil(s.verifyTimeoutMs / Math.max(1, s.verifyIntervalMs)) + 1;
   let last = "no answer";
+  let reached = false;
   for (let attempt = 1; ; attempt++) {
     try {
       const r = await deps.tlsProbe.probe({ host, port: s.probe.port, servername: s.fqdn });
+      reached = true;
       if (r.serialNumber.toUpperCase() === serial.toUpperCase() && r.authorized) {
         deps.logger.info({ stage: "verify-tls", fqdn: s.fqdn, serial, protocol: r.protocol, attempts: attempt }, "azureml-fe serves the new certificate and the chain validates");
         return;
@@ -267,10 +276,17 @@ async function waitForServing(deps: RenewDeps, s: RenewSettings, host: string, s
     if (deps.clock.now().getTime() - started >= s.verifyTimeoutMs || attempt >= maxAttempts) break;
     await deps.clock.sleep(s.verifyIntervalMs);
   }
+  if (!reached) {
+    throw new AmlcertError(
+      "TLS_PROBE_FAILED",
+      "verify-tls",
+      `no TLS connection to azureml-fe at ${host}:${s.probe.port} (SNI ${s.fqdn}) within ${Math.round(s.verifyTimeoutMs / 1000)}s: ${last}. Check probeAddress / verify.port and that amlcert can reach azureml-fe`,
+    );
+  }
   throw new AmlcertError(
     "TLS_OLD_CERT_SERVED",
     "verify-tls",
-    `azureml-fe at ${host}:${s.probe.port} (SNI ${s.fqdn}) does not serve the new certificate ${serial} after ${Math.round(s.verifyTimeoutMs / 1000)}s: ${last}. ${hint}`,
+    `azureml-fe at ${host}:${s.probe.port} (SNI ${s.fqdn}) does not serve the certificate ${serial} after ${Math.round(s.verifyTimeoutMs / 1000)}s: ${last}. ${hint}`,
   );
 }
 
@@ -374,14 +390,19 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
   const probeHost = s.probe.host ?? inspection.expected[0];
   if (!decision.renew) {
     const current = decision.current;
-    Object.assign(result, { serial: current.serialNumber, notAfter: current.notAfter.toISOString(), secret: inspection.currentSecretName });
+    const secretName = inspection.currentSecretName!;
+    Object.assign(result, { serial: current.serialNumber, notAfter: current.notAfter.toISOString(), secret: secretName });
+    // The certificate in place is fine, but is it what azureml-fe serves? A rollout that did not take (a failed or
+    // timed-out extension operation, protected PEM settings, fixed mode without a reload) must not become exit 0.
+    const state = inspection.extension.provisioningState ?? "";
+    if (/^(failed|canceled)$/i.test(state)) {
+      log.warn({ stage: "extension", provisioningState: state }, "the extension's last operation did not succeed; updating it again");
+      const { changed } = await stage("extension", () => deps.extension.updateSettings({ sslSecret: secretName, "scoringFe.sslSecret": secretName, sslCname: s.fqdn }));
+      result.extensionUpdated = changed;
+    }
     if (probeHost) {
-      const served = await deps.tlsProbe.probe({ host: probeHost, port: s.probe.port, servername: s.fqdn }).catch((err: unknown) => {
-        log.warn({ stage: "verify-tls", err }, "TLS check of the current certificate failed");
-        return undefined;
-      });
-      result.servingOk = Boolean(served?.authorized && served.serialNumber.toUpperCase() === current.serialNumber);
-      if (served && !result.servingOk) log.warn({ stage: "verify-tls", served: served.serialNumber, stored: current.serialNumber }, "azureml-fe serves a different certificate than the one in the secret");
+      await waitForServing(deps, s, probeHost, current.serialNumber, servingHint(s, result.extensionUpdated));
+      result.servingOk = true;
     }
     return finish();
   }
@@ -438,10 +459,7 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
   }
 
   // verify: both checks run, the first failure is reported; nothing is pruned unless both pass
-  const hint =
-    s.secretMode === "fixed" && !result.extensionUpdated
-      ? "In fixed-name mode the extension PATCH changed nothing, so azureml-fe was not rolled; it does not reload a secret changed in place. Use secretMode: versioned."
-      : "If the old certificate keeps being served, the extension's protected settings scoringFe.sslCert/scoringFe.sslKey take precedence over sslSecret and must be removed once.";
+  const hint = servingHint(s, result.extensionUpdated);
   const dnsAfter = await checkDns(deps, s, inspection.expected);
   result.dnsOk = dnsAfter.ok;
   let failure: AmlcertError | undefined;

@@ -378,6 +378,10 @@ describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => 
       // the new certificate is stored in place; azureml-fe still serves the first one
       expect(new X509Certificate(h.clusters[0]!.kube.getSecret("azureml", "aml-tls")!["cert.pem"]!).serialNumber.toUpperCase()).toBe(result(second).serial);
       expect(h.clusters[0]!.fe.servedSerial()).toBe(result(first).serial);
+      // the next scheduled run finds the stored certificate up to date, but still not served: not a quiet exit 0
+      const third = await h.runCli(["renew", "--config", config]);
+      expect(third.code, third.stderr).toBe(4);
+      expect(result(third)).toMatchObject({ reason: "UpToDate", error: { code: "TLS_OLD_CERT_SERVED" } });
     } finally {
       await h.stop();
     }

@@ -134,42 +134,54 @@ describe("renewTarget: when the certificate in place is up to date", () => {
     expect(w.tlsProbe.calls).toEqual([{ host: INGRESS_IP, port: 443, servername: FQDN }]);
   });
 
-  it("reports servingOk false, still without writing anything, when azureml-fe serves another certificate", async () => {
+  it("when azureml-fe serves another certificate than the one in place, exits 4 at verify-tls (a rollout that did not take is not success), writing nothing", async () => {
     const w = world();
     seedManaged(w, "azureml-tls-current", freshCert);
     pointExtensionAt(w, "azureml-tls-current");
     w.tlsProbe.serials = [dueCert.serialNumber];
 
-    const r = await renewTarget(w.deps, settings());
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
 
-    expect(r).toMatchObject({ action: "none", servingOk: false });
+    expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", exitCode: ExitCode.VerificationFailed });
+    expect(err.message).toContain("scoringFe.sslCert");
     expectZeroWrites(w);
     expect(w.acme.requests).toEqual([]);
-    expect(w.tlsProbe.calls).toHaveLength(1);
   });
 
-  it("reports servingOk false when the served certificate does not validate", async () => {
+  it("when the served certificate does not validate, exits 4 at verify-tls", async () => {
     const w = world();
     seedManaged(w, "azureml-tls-current", freshCert);
     pointExtensionAt(w, "azureml-tls-current");
     w.tlsProbe.authorized = false;
 
-    const r = await renewTarget(w.deps, settings());
-
-    expect(r).toMatchObject({ action: "none", servingOk: false });
+    expect(await amlcertFailure(renewTarget(w.deps, settings()))).toMatchObject({ code: "TLS_OLD_CERT_SERVED", exitCode: 4 });
     expectZeroWrites(w);
   });
 
-  it("reports servingOk false, without throwing, when the TLS probe fails", async () => {
+  it("when azureml-fe cannot be reached at all, exits 4 with TLS_PROBE_FAILED naming the address", async () => {
     const w = world();
     seedManaged(w, "azureml-tls-current", freshCert);
     pointExtensionAt(w, "azureml-tls-current");
     w.tlsProbe.failure = new Error("connect ETIMEDOUT");
 
+    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    expect(err).toMatchObject({ code: "TLS_PROBE_FAILED", stage: "verify-tls", exitCode: 4 });
+    expect(err.message).toContain(`${INGRESS_IP}:443`);
+    expectZeroWrites(w);
+  });
+
+  it("when the extension's last operation failed, updates it again with the secret in place and verifies serving", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", freshCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    w.extension.state.provisioningState = "Failed";
+
     const r = await renewTarget(w.deps, settings());
 
-    expect(r).toMatchObject({ action: "none", servingOk: false });
-    expectZeroWrites(w);
+    expect(r).toMatchObject({ action: "none", servingOk: true });
+    expect(w.extension.patches).toEqual([{ sslSecret: "azureml-tls-current", "scoringFe.sslSecret": "azureml-tls-current", sslCname: FQDN }]);
+    expect(w.kube.writes).toEqual([]);
+    expect(w.acme.requests).toEqual([]);
   });
 });
 
