@@ -15,7 +15,7 @@ import { createExtensionClient } from "../extension/extension-client.js";
 import { createKubeCluster, type KubeSource } from "../kubernetes/kube-cluster.js";
 import { createLeaseLock } from "../kubernetes/lease-lock.js";
 import { createDnsLookup } from "../dns-check/dns-lookup.js";
-import { authoritativeServers } from "../dns-check/name-servers.js";
+import { authoritativeServers, parseServer } from "../dns-check/name-servers.js";
 import { createTlsProbe } from "../tls-probe/tls-probe.js";
 import { createAcmeIssuer } from "../acme/acme-issuer.js";
 import { fileAccountKeyStore, secretAccountKeyStore, type AccountKeyStore } from "../acme/account-key-store.js";
@@ -60,15 +60,6 @@ function readTrustBundle(path: string | undefined): string | undefined {
   } catch (err) {
     throw new AmlcertError("CONFIG_INVALID", "config", `verify.trustBundleFile: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-}
-
-/** "host:port", "[v6]:port" or "host" -> host and optional port. */
-export function splitHostPort(value: string): { host: string; port?: number } {
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(value);
-  if (v6) return { host: v6[1]!, port: v6[2] ? Number(v6[2]) : undefined };
-  const hp = /^([^:]+)(?::(\d+))?$/.exec(value);
-  if (hp) return { host: hp[1]!, port: hp[2] ? Number(hp[2]) : undefined };
-  return { host: value };
 }
 
 export function createApp(input: AppInput): App {
@@ -142,7 +133,10 @@ export function createApp(input: AppInput): App {
       clock,
       logger: logger.child({ fqdn: t.fqdn }),
     });
-    const probe = t.probeAddress ? splitHostPort(t.probeAddress) : undefined;
+    // validated by the schema; a bare host keeps verify.port
+    const probe = t.probeAddress ? parseServer(t.probeAddress) : undefined;
+    const explicitPort = t.probeAddress !== undefined && (/^\[[^\]]+\]:\d+$/.test(t.probeAddress) || /^[^:]+:\d+$/.test(t.probeAddress));
+    const probePort = explicitPort ? probe?.port : undefined;
     const deps: RenewDeps = {
       kube,
       lock,
@@ -168,7 +162,7 @@ export function createApp(input: AppInput): App {
       renewBeforeMs: config.renewal.renewBefore,
       force: input.force,
       expectedAddress: t.expectedAddress,
-      probe: { host: probe?.host, port: probe?.port ?? config.verify.port },
+      probe: { host: probe?.host, port: probePort ?? config.verify.port },
       manageRecord: t.manageRecord,
       recordTtlSeconds: 300,
       resolvers: config.dns.resolvers,

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
+import { parseServer } from "../dns-check/name-servers.js";
 
 export const DIRECTORY_PRESETS = {
   letsencrypt: "https://acme-v02.api.letsencrypt.org/directory",
@@ -42,6 +43,9 @@ const duration = (def: string) =>
 
 const guid = z.string().trim().regex(/^[0-9a-fA-F-]{36}$/, "must be a subscription ID (GUID)");
 const resourceGroup = z.string().trim().regex(/^[-\w._()]{1,90}$/, "must be a resource group name");
+
+/** `host`, `host:port`, `[v6]` or `[v6]:port` */
+const hostPort = z.string().trim().refine((v) => parseServer(v) !== undefined, { message: "must be host, host:port or [ipv6]:port" });
 
 const zoneRef = z.object({
   subscriptionId: guid,
@@ -84,7 +88,7 @@ const targetSchema = z
     secretName,
     secretMode: z.enum(["versioned", "fixed"]).optional(),
     expectedAddress: z.string().trim().optional(),
-    probeAddress: z.string().trim().optional(),
+    probeAddress: hostPort.optional(),
     manageRecord: z.boolean().default(false),
   })
   .strict();
@@ -129,8 +133,8 @@ export const configSchema = z
       .prefault({}),
     dns: z
       .object({
-        nameServers: z.array(z.string().trim()).optional(),
-        resolvers: z.array(z.string().trim()).optional(),
+        nameServers: z.array(hostPort).min(1, "must list at least one server, or be left out").optional(),
+        resolvers: z.array(hostPort).min(1, "must list at least one server, or be left out").optional(),
         propagationTimeout: duration("10m"),
         propagationInterval: duration("5s"),
         txtTtl: z.number().int().min(1).max(3600).default(60),
@@ -183,10 +187,23 @@ export const configSchema = z
   .superRefine((cfg, ctx) => {
     if (!Array.isArray(cfg.targets)) return;
     const seen = new Map<string, number>();
+    const extensions = new Map<string, number>();
     cfg.targets.forEach((t, i) => {
       if (!t || typeof t.fqdn !== "string" || typeof t.dnsZone?.zone !== "string") return;
       if (seen.has(t.fqdn)) ctx.addIssue({ code: "custom", path: ["targets", i, "fqdn"], message: `duplicates targets[${seen.get(t.fqdn)}].fqdn` });
       seen.set(t.fqdn, i);
+      const e = t.extension;
+      if (e) {
+        const key = [e.subscriptionId, e.resourceGroup, e.clusterType, e.clusterName, e.name].join("/").toLowerCase();
+        if (extensions.has(key)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["targets", i, "extension"],
+            message: `is the same extension as targets[${extensions.get(key)}]; one extension has one sslSecret and one sslCname, so give it one target (use sans for more names)`,
+          });
+        }
+        extensions.set(key, i);
+      }
       const zones = [t.dnsZone.zone, ...(Array.isArray(t.challengeZones) ? t.challengeZones.map((z) => z?.zone) : [])].filter((z): z is string => typeof z === "string");
       const inZone = (n: string) => zones.some((z) => n.replace(/^\*\./, "") === z || n.replace(/^\*\./, "").endsWith(`.${z}`));
       if (!inZone(t.fqdn)) ctx.addIssue({ code: "custom", path: ["targets", i, "fqdn"], message: `is not inside dnsZone.zone ${t.dnsZone.zone}` });

@@ -132,6 +132,20 @@ describe("loadConfig", () => {
     expect(problemsOf(() => load(yamlOf({ targets: [target({ sans: ["api.other.test"] })] })))).toEqual([expect.stringMatching(/^targets\[0\]\.sans\[0\]: is not inside/)]);
   });
 
+  it("when two targets name the same extension, names the second (one extension has one sslSecret)", () => {
+    const problems = problemsOf(() => load(yamlOf({ targets: [target(), target({ fqdn: "api.contoso.test", secretName: "api-tls" })] })));
+    expect(problems).toEqual([expect.stringMatching(/^targets\[1\]\.extension: is the same extension as targets\[0\]/)]);
+  });
+
+  it("when a name server, resolver or probe address is malformed, names the entry", () => {
+    const problems = problemsOf(() => load(yamlOf({ dns: { nameServers: ["127.0.0.1:99999"], resolvers: ["a b"] }, targets: [target({ probeAddress: "[::1" })] })));
+    expect(problems).toEqual([
+      "dns.nameServers[0]: must be host, host:port or [ipv6]:port",
+      "dns.resolvers[0]: must be host, host:port or [ipv6]:port",
+      "targets[0].probeAddress: must be host, host:port or [ipv6]:port",
+    ]);
+  });
+
   it("the shipped example config is valid", () => {
     const text = readFileSync(new URL("../../config/amlcert.example.yaml", import.meta.url), "utf8");
     expect(load(text).config.targets[0]!.fqdn).toBe("ml.contoso.com");
