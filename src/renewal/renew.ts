@@ -207,11 +207,20 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings): Promise<
 /** Does the FQDN resolve to the expected addresses, through the zone's authoritative servers and the resolver? */
 export async function checkDns(deps: RenewDeps, s: RenewSettings, expected: string[]): Promise<DnsCheck> {
   const problems: string[] = [];
+  const fqdn = s.fqdn.toLowerCase();
+  let leavesZone = false;
   const resolveVia = async (label: string, servers: string[] | undefined) => {
     try {
       const r = await deps.lookup.resolve(s.fqdn, servers);
       return [...r.addresses, ...r.cnames];
     } catch (err) {
+      // The zone's own servers refuse a CNAME hop outside the zone (e.g. to *.cloudapp.azure.com): that is no
+      // mismatch, it only means the rest of the chain is checked through the resolver.
+      const e = err as { code?: string; query?: string };
+      if (servers !== undefined && e.code === "EREFUSED" && e.query !== undefined && e.query !== fqdn) {
+        leavesZone = true;
+        return [];
+      }
       problems.push(`${label}: ${(err as Error).message}`);
       return [];
     }
@@ -231,20 +240,25 @@ export async function checkDns(deps: RenewDeps, s: RenewSettings, expected: stri
     found.some((f) => want.has(norm(f))) && (expectsHostname || found.filter((f) => isIP(f) !== 0).every((f) => want.has(norm(f))));
   if (expected.length === 0) problems.push("no expected address: azureml-fe has no ingress and expectedAddress is not set");
   else {
-    if (servers && !matches(authoritative)) problems.push(`authoritative servers answer ${authoritative.join(", ") || "nothing"} for ${s.fqdn}, expected ${expected.join(", ")}`);
+    if (servers && !leavesZone && !matches(authoritative)) problems.push(`authoritative servers answer ${authoritative.join(", ") || "nothing"} for ${s.fqdn}, expected ${expected.join(", ")}`);
     if (!matches(system)) problems.push(`the resolver answers ${system.join(", ") || "nothing"} for ${s.fqdn}, expected ${expected.join(", ")}`);
   }
   return { ok: problems.length === 0, expected, authoritative, system, problems };
 }
 
+/** manageRecord: point the FQDN's A record at azureml-fe. Best effort: DNS problems before issuing never block renewal. */
 async function ensureRecord(deps: RenewDeps, s: RenewSettings, expected: string[]): Promise<void> {
-  const ips = expected.filter((e) => /^[\d.]+$/.test(e));
-  if (ips.length === 0) {
-    deps.logger.warn({ stage: "preflight", fqdn: s.fqdn }, "manageRecord is on but there is no IPv4 address to point the A record at");
-    return;
+  const warn = (msg: string, err?: unknown) => deps.logger.warn({ stage: "preflight", fqdn: s.fqdn, err }, msg);
+  const ips = expected.filter((e) => isIP(e) === 4);
+  if (ips.length === 0) return warn("manageRecord is on but there is no IPv4 address to point the A record at");
+  try {
+    const cname = await deps.zone.getCname(s.fqdn);
+    if (cname) return warn(`manageRecord is on but ${s.fqdn} is a CNAME to ${cname}; amlcert does not replace a CNAME with an A record`);
+    const outcome = await deps.zone.upsertA(s.fqdn, ips, s.recordTtlSeconds);
+    deps.logger.info({ stage: "preflight", fqdn: s.fqdn, addresses: ips, outcome }, "A record managed");
+  } catch (err) {
+    warn("manageRecord: could not update the A record", err);
   }
-  const outcome = await stage("preflight", () => deps.zone.upsertA(s.fqdn, ips, s.recordTtlSeconds));
-  deps.logger.info({ stage: "preflight", fqdn: s.fqdn, addresses: ips, outcome }, "A record managed");
 }
 
 /** The likely cause when azureml-fe keeps serving another certificate. */

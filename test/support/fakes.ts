@@ -433,12 +433,14 @@ export class FakeLookup implements DnsLookup {
     return (this.zoneOf(n)?.txt.get(n) ?? []).filter((e) => now - e.addedAt >= this.propagationDelayMs).map((e) => e.value);
   }
 
-  /** Follow CNAMEs through the fake zones to the A records. */
-  fromZones(name: string): Resolution {
+  /** Follow CNAMEs through the fake zones to the A records. Asked as an authoritative server, a hop outside every
+   * zone is REFUSED, as real authoritative servers (Azure DNS) do. */
+  fromZones(name: string, authoritative = false): Resolution {
     const cnames: string[] = [];
     let n = norm(name);
     for (let hop = 0; hop < 10; hop++) {
       const zone = this.zoneOf(n);
+      if (!zone && authoritative) throw Object.assign(new Error(`DNS CNAME query for ${n} failed: EREFUSED`), { code: "EREFUSED", query: n });
       const target = zone?.cnames.get(n);
       if (!target) return { addresses: [...(zone?.a.get(n) ?? [])], cnames };
       cnames.push(target);
@@ -458,7 +460,7 @@ export class FakeLookup implements DnsLookup {
         return { addresses: [...next.addresses], cnames: [...next.cnames] };
       }
     }
-    return this.fromZones(n);
+    return this.fromZones(n, this.authoritative(servers));
   }
 
   async hostAddresses(host: string): Promise<string[]> {

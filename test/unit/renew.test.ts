@@ -676,6 +676,50 @@ describe("renewTarget: DNS", () => {
     expect(r).toMatchObject({ action: "renewed", dnsOk: true });
   });
 
+  it("when the FQDN is a CNAME out of the zone (the zone's servers refuse the next hop), checks the rest through the resolver and passes", async () => {
+    const w = world();
+    w.zone.a.delete(FQDN);
+    w.zone.seedCname(FQDN, "aml-westeurope.cloudapp.example");
+    w.lookup.resolverAnswers.set(FQDN, [{ addresses: [INGRESS_IP], cnames: ["aml-westeurope.cloudapp.example"] }]);
+    caIssues(w, issued);
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", dnsOk: true, servingOk: true });
+  });
+
+  it("with manageRecord, a CNAME at the FQDN is left alone with a warning and the renewal goes on", async () => {
+    const log = recordingLogger();
+    const w = world({ logger: log.logger });
+    w.zone.a.delete(FQDN);
+    w.zone.seedCname(FQDN, "aml-westeurope.cloudapp.example");
+    // the CNAME's target still points elsewhere at first (DNS managed by someone else), then at azureml-fe
+    w.lookup.resolverAnswers.set(FQDN, [
+      { addresses: ["203.0.113.9"], cnames: ["aml-westeurope.cloudapp.example"] },
+      { addresses: [INGRESS_IP], cnames: ["aml-westeurope.cloudapp.example"] },
+    ]);
+    caIssues(w, issued);
+
+    const r = await renewTarget(w.deps, settings({ manageRecord: true }));
+
+    expect(r).toMatchObject({ action: "renewed" });
+    expect(w.zone.aUpserts).toEqual([]);
+    expect(log.messages("warn").join("\n")).toMatch(/is a CNAME to aml-westeurope\.cloudapp\.example/);
+  });
+
+  it("with manageRecord, a failed A record update is a warning before issuing, not a failed renewal", async () => {
+    const w = world();
+    w.zone.a.set(FQDN, ["203.0.113.9"]);
+    w.zone.failUpsert = new AmlcertError("AZURE_FORBIDDEN", "dns-challenge", "A/write denied");
+    caIssues(w, issued);
+
+    const err = await amlcertFailure(renewTarget(w.deps, settings({ manageRecord: true })));
+
+    // the renewal itself went through; only the check after rollout reports the wrong address
+    expect(err).toMatchObject({ code: "DNS_MISMATCH", stage: "verify-dns", exitCode: 4 });
+    expect(w.extension.patches).toHaveLength(1);
+  });
+
   it("accepts a CNAME to azureml-fe's address through the zones", async () => {
     const w = world();
     w.zone.a.delete(FQDN);
