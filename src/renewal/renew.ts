@@ -47,7 +47,18 @@ export const ANNOTATION = {
   notAfter: "amlcert.io/not-after",
   fingerprint: "amlcert.io/sha256-fingerprint",
   issuer: "amlcert.io/issuer",
+  /** "pending" until an extension update pointing at this secret succeeded, then "done" */
+  rollout: "amlcert.io/rollout",
+  /** extension updates that failed for this secret */
+  rolloutFailures: "amlcert.io/rollout-failures",
 } as const;
+/** A stored certificate whose rollout failed this often is not tried again (the extension may reject it). */
+export const MAX_ROLLOUT_FAILURES = 3;
+
+export interface RolloutState {
+  state: "pending" | "done";
+  failures: number;
+}
 /** Protected settings that carry PEM files; when present they take precedence over sslSecret. */
 const PROTECTED_PEM_KEYS = ["scoringFe.sslCert", "scoringFe.sslKey", "sslCertPemFile", "sslKeyPemFile"];
 
@@ -139,7 +150,16 @@ export function versionedSecretName(base: string, leaf: CertificateInfo): string
   return `${base}-${day}-${leaf.serialNumber.toLowerCase().slice(-8)}`;
 }
 
-export function secretFor(name: string, base: string, fqdn: string, names: string[], chainPem: string, keyPem: string, leaf: CertificateInfo): SecretWrite {
+export function secretFor(
+  name: string,
+  base: string,
+  fqdn: string,
+  names: string[],
+  chainPem: string,
+  keyPem: string,
+  leaf: CertificateInfo,
+  rollout: RolloutState = { state: "pending", failures: 0 },
+): SecretWrite {
   return {
     name,
     data: { "cert.pem": Buffer.from(chainPem), "key.pem": Buffer.from(keyPem) },
@@ -156,6 +176,8 @@ export function secretFor(name: string, base: string, fqdn: string, names: strin
       [ANNOTATION.notAfter]: leaf.notAfter.toISOString(),
       [ANNOTATION.fingerprint]: leaf.fingerprint256,
       [ANNOTATION.issuer]: leaf.issuer,
+      [ANNOTATION.rollout]: rollout.state,
+      [ANNOTATION.rolloutFailures]: String(rollout.failures),
     },
   };
 }
@@ -314,21 +336,27 @@ function goodCurrentNotAfter(decision: PlanDecision): Date | undefined {
 }
 
 /** In versioned mode: a stored, valid, unreferenced certificate newer than the current one (from a run whose rollout failed). */
-async function findPending(deps: RenewDeps, s: RenewSettings, inspection: Inspection): Promise<{ name: string; chainPem: string; keyPem: string; leaf: CertificateInfo } | undefined> {
+async function findPending(
+  deps: RenewDeps,
+  s: RenewSettings,
+  inspection: Inspection,
+): Promise<{ name: string; chainPem: string; keyPem: string; leaf: CertificateInfo; failures: number } | undefined> {
   if (s.secretMode !== "versioned" || s.force) return undefined;
   const candidates = await deps.kube.listSecrets(`${LABEL_MANAGED_BY}=amlcert,${LABEL_SECRET_BASE}=${s.secretName}`);
   const now = deps.clock.now();
   const currentNotAfter = goodCurrentNotAfter(inspection.decision)?.getTime() ?? 0;
-  let best: { name: string; chainPem: string; keyPem: string; leaf: CertificateInfo } | undefined;
+  let best: { name: string; chainPem: string; keyPem: string; leaf: CertificateInfo; failures: number } | undefined;
   for (const c of candidates) {
     if (c.name === inspection.currentSecretName) continue;
+    // never a version that was rolled out before (a rollback target) or that the extension keeps rejecting
+    if (c.annotations[ANNOTATION.rollout] !== "pending" || Number(c.annotations[ANNOTATION.rolloutFailures] ?? "0") >= MAX_ROLLOUT_FAILURES) continue;
     const chainPem = text(c, "cert.pem") ?? "";
     const keyPem = text(c, "key.pem") ?? "";
     const r = inspectPair(chainPem, keyPem, s.names);
     if (!r.leaf || r.problems.length > 0) continue;
     if (r.leaf.notAfter.getTime() <= currentNotAfter) continue;
     if (now.getTime() >= renewalTime(r.leaf.notBefore, r.leaf.notAfter, s.renewBeforeMs).getTime()) continue;
-    if (!best || r.leaf.notAfter > best.leaf.notAfter) best = { name: c.name, chainPem, keyPem, leaf: r.leaf };
+    if (!best || r.leaf.notAfter > best.leaf.notAfter) best = { name: c.name, chainPem, keyPem, leaf: r.leaf, failures: Number(c.annotations[ANNOTATION.rolloutFailures] ?? "0") };
   }
   return best;
 }
@@ -450,6 +478,11 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
     log.info({ stage: "store", secret: secretName, serial: leaf.serialNumber }, "secret written");
   }
   Object.assign(result, { serial: leaf.serialNumber, notAfter: leaf.notAfter.toISOString(), secret: secretName });
+  // Best effort: the rollout state only decides whether a later run may reuse this version.
+  const markRollout = (rollout: RolloutState) =>
+    deps.kube
+      .writeSecret(secretFor(secretName, s.secretName, s.fqdn, s.names, chainPem, keyPem, leaf, rollout))
+      .catch((e: unknown) => log.warn({ stage: "extension", secret: secretName, err: e }, "could not record the rollout state on the secret"));
 
   // roll out
   try {
@@ -458,6 +491,7 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
     );
     result.extensionUpdated = changed;
     log.info({ stage: "extension", secret: secretName, changed }, changed ? "extension updated" : "extension already pointed at this secret (no change)");
+    await markRollout({ state: "done", failures: pending?.failures ?? 0 });
   } catch (err) {
     if (s.secretMode === "fixed" && inspection.current) {
       // Put the previous pair back so the secret azureml-fe reads still holds the certificate in place.
@@ -467,7 +501,14 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
         .then(() => log.warn({ stage: "extension", secret: prev.name }, "extension update failed; previous certificate restored in the secret"))
         .catch((e: unknown) => log.error({ stage: "extension", err: e }, "extension update failed and the previous certificate could not be restored"));
     } else if (s.secretMode === "versioned") {
-      log.warn({ stage: "extension", secret: secretName }, "the new certificate stays stored (unreferenced) and will be reused by the next run");
+      const failures = (pending?.failures ?? 0) + 1;
+      await markRollout({ state: "pending", failures });
+      log.warn(
+        { stage: "extension", secret: secretName, failures },
+        failures < MAX_ROLLOUT_FAILURES
+          ? "the new certificate stays stored (unreferenced) and the next run tries to roll it out again"
+          : `the rollout of this certificate failed ${failures} times; the next run issues a new one`,
+      );
     }
     throw err;
   }

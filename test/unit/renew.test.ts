@@ -9,6 +9,7 @@ import {
   LABEL_SECRET_BASE,
   inspectTarget,
   renewTarget,
+  MAX_ROLLOUT_FAILURES,
   secretFor,
   versionedSecretName,
   type RenewSettings,
@@ -202,8 +203,12 @@ describe("renewTarget: first issuance (the extension names no sslSecret)", () =>
     expect(w.zone.txtRemoves).toEqual(w.zone.txtAdds.map(({ fqdn, value }) => ({ fqdn, value })));
     expectTxtCleanedUp(w);
 
-    // the secret
-    expect(w.kube.writes).toHaveLength(1);
+    // the secret: stored as pending, then marked rolled out once the extension update succeeded (same data)
+    expect(w.kube.writes.map((x) => [x.name, x.annotations["amlcert.io/rollout"]])).toEqual([
+      [expectedName, "pending"],
+      [expectedName, "done"],
+    ]);
+    expect(w.kube.writes[1]!.data).toEqual(w.kube.writes[0]!.data);
     const written = w.kube.writes[0]!;
     expect(written.name).toBe(expectedName);
     expect(Object.keys(written.data).sort()).toEqual(["cert.pem", "key.pem"]);
@@ -224,6 +229,8 @@ describe("renewTarget: first issuance (the extension names no sslSecret)", () =>
       [ANNOTATION.notAfter]: at(days(90) - HOUR).toISOString(),
       [ANNOTATION.fingerprint]: x509.fingerprint256,
       [ANNOTATION.issuer]: "CN=amlcert renew intermediate",
+      [ANNOTATION.rollout]: "pending",
+      [ANNOTATION.rolloutFailures]: "0",
     });
 
     // the extension PATCH carries exactly the three settings
@@ -286,7 +293,7 @@ describe("renewTarget: first issuance (the extension names no sslSecret)", () =>
     const r = await renewTarget(w.deps, settings({ secretMode: "fixed" }));
 
     expect(r).toMatchObject({ action: "renewed", reason: "SecretMissing", secret: BASE });
-    expect(w.kube.writes.map((x) => x.name)).toEqual([BASE]);
+    expect(w.kube.writes.map((x) => x.name)).toEqual([BASE, BASE]);
     expect(w.extension.patches).toEqual([{ sslSecret: BASE, "scoringFe.sslSecret": BASE, sslCname: FQDN }]);
   });
 });
@@ -423,7 +430,11 @@ describe("renewTarget: the extension update fails", () => {
 
     expect(err).toMatchObject({ code: "EXTENSION_LRO_FAILED", stage: "extension", exitCode: ExitCode.RenewalFailed });
     const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
-    expect(w.kube.writes.map((x) => x.name)).toEqual([newName]);
+    // stored, then its failed rollout counted (so that a certificate the extension keeps rejecting is not retried forever)
+    expect(w.kube.writes.map((x) => [x.name, x.annotations["amlcert.io/rollout"], x.annotations["amlcert.io/rollout-failures"]])).toEqual([
+      [newName, "pending", "0"],
+      [newName, "pending", "1"],
+    ]);
     expect(secretContent(w, newName)?.cert).toBe(issued.chainPem);
     expect(secretContent(w, "azureml-tls-current")).toEqual(before);
     expect(w.kube.secrets.has("azureml-tls-older")).toBe(true);
@@ -477,7 +488,9 @@ describe("renewTarget: a stored certificate that was never rolled out", () => {
     expect(r).toMatchObject({ action: "renewed", secret: "azureml-tls-stranded", serial: issued.serialNumber, servingOk: true });
     expect(w.acme.requests).toEqual([]);
     expect(w.keys.calls).toBe(0);
-    expect(w.kube.writes).toEqual([]);
+    // no new certificate is written: only the stored one's rollout state changes
+    expect(w.kube.writes.map((x) => [x.name, x.annotations["amlcert.io/rollout"]])).toEqual([["azureml-tls-stranded", "done"]]);
+    expect(secretContent(w, "azureml-tls-stranded")?.cert).toBe(issued.chainPem);
     expect(w.extension.patches).toEqual([{ sslSecret: "azureml-tls-stranded", "scoringFe.sslSecret": "azureml-tls-stranded", sslCname: FQDN }]);
   });
 
@@ -494,7 +507,40 @@ describe("renewTarget: a stored certificate that was never rolled out", () => {
 
     expect(r).toMatchObject({ action: "renewed", serial: issued.serialNumber });
     expect(w.acme.requests).toHaveLength(1);
-    expect(w.kube.writes).toHaveLength(1);
+    // one certificate stored once; then its failed and its successful rollout recorded
+    expect(w.kube.writes.map((x) => [x.annotations["amlcert.io/rollout"], x.annotations["amlcert.io/rollout-failures"]])).toEqual([
+      ["pending", "0"],
+      ["pending", "1"],
+      ["done", "1"],
+    ]);
+  });
+
+  it("a version that was rolled out before (a rollback target) is never picked up again", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    const info = describeCert(new X509Certificate(issued.leafPem));
+    w.kube.seedSecret(secretFor("azureml-tls-rolled-back", BASE, FQDN, [FQDN], issued.chainPem, issued.keyPem, info, { state: "done", failures: 0 }));
+    caIssues(w, await makeLeaf(intermediate, [FQDN], at(-HOUR), at(days(91))));
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r.secret).not.toBe("azureml-tls-rolled-back");
+    expect(w.acme.requests).toHaveLength(1);
+  });
+
+  it(`a stored certificate whose rollout failed ${MAX_ROLLOUT_FAILURES} times is not tried again; a new one is ordered`, async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    const info = describeCert(new X509Certificate(issued.leafPem));
+    w.kube.seedSecret(secretFor("azureml-tls-rejected", BASE, FQDN, [FQDN], issued.chainPem, issued.keyPem, info, { state: "pending", failures: MAX_ROLLOUT_FAILURES }));
+    caIssues(w, await makeLeaf(intermediate, [FQDN], at(-HOUR), at(days(91))));
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r.secret).not.toBe("azureml-tls-rejected");
+    expect(w.acme.requests).toHaveLength(1);
   });
 
   it("is not reused with --force, nor when it is not newer than the certificate in place", async () => {
