@@ -81,6 +81,11 @@ export interface SecretWrite {
   data: Record<string, Buffer>;
   labels: Record<string, string>;
   annotations: Record<string, string>;
+  /** Replace only if the secret is still at this resourceVersion (read when the run planned); otherwise fail with
+   * KUBE_CONFLICT at once instead of retrying on fresh state. */
+  expectedResourceVersion?: string;
+  /** Labels and annotations replace the secret's own instead of being merged into them (restoring a previous state). */
+  replaceMetadata?: boolean;
 }
 
 /** Kubernetes, for one cluster (one kubeconfig context or in-cluster) and one namespace (`azureml`). */

@@ -90,6 +90,14 @@ export function createKubeCluster(opts: KubeClusterOptions): KubeCluster {
       if (attempt > 1) await clock.sleep(retryDelayMs * (attempt - 1));
       const current = await readSecret(w.name, "store");
       const verb = current ? "update" : "create";
+      const changedSince = () =>
+        new AmlcertError(
+          "KUBE_CONFLICT",
+          "store",
+          `secret "${w.name}" in namespace "${namespace}" changed since amlcert read it (resourceVersion ${w.expectedResourceVersion}); not overwriting another writer's change`,
+          { details: { secret: w.name, namespace, expected: w.expectedResourceVersion, found: current?.metadata?.resourceVersion } },
+        );
+      if (w.expectedResourceVersion !== undefined && current?.metadata?.resourceVersion !== w.expectedResourceVersion) throw changedSince();
       try {
         if (!current) {
           const body: V1Secret = {
@@ -118,9 +126,9 @@ export function createKubeCluster(opts: KubeClusterOptions): KubeCluster {
           metadata: {
             name: w.name,
             namespace,
-            // keep labels and annotations others put on the secret; amlcert's own keys win
-            labels: { ...(current.metadata?.labels ?? {}), ...w.labels },
-            annotations: { ...(current.metadata?.annotations ?? {}), ...w.annotations },
+            // keep labels and annotations others put on the secret (amlcert's own keys win), unless restoring
+            labels: w.replaceMetadata ? { ...w.labels } : { ...(current.metadata?.labels ?? {}), ...w.labels },
+            annotations: w.replaceMetadata ? { ...w.annotations } : { ...(current.metadata?.annotations ?? {}), ...w.annotations },
             resourceVersion: current.metadata?.resourceVersion,
           },
           type: SECRET_TYPE,
@@ -136,6 +144,7 @@ export function createKubeCluster(opts: KubeClusterOptions): KubeCluster {
       } catch (err) {
         const failure = apiFailure(err);
         if (failure?.code === 409) {
+          if (w.expectedResourceVersion !== undefined) throw changedSince();
           const reason = failure.status.reason ?? "Conflict";
           conflicts.push(reason);
           logger.debug({ secret: w.name, namespace, attempt, attempts, reason }, `secret changed during ${verb}; reading it again`);

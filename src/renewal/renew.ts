@@ -455,6 +455,7 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
   let keyPem: string;
   let secretName: string;
   let leaf: CertificateInfo;
+  let writtenVersion: string | undefined;
   if (pending) {
     log.info({ stage: "store", secret: pending.name, serial: pending.leaf.serialNumber }, "reusing a stored certificate that was never rolled out");
     ({ chainPem, keyPem, leaf } = pending);
@@ -474,7 +475,10 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
 
     // store
     secretName = s.secretMode === "versioned" ? versionedSecretName(s.secretName, leaf) : s.secretName;
-    await stage("store", () => deps.kube.writeSecret(secretFor(secretName, s.secretName, s.fqdn, s.names, chainPem, keyPem, leaf)));
+    // fixed mode overwrites the secret in place: only if it is still what was planned on
+    const expectedResourceVersion = s.secretMode === "fixed" ? inspection.current?.resourceVersion : undefined;
+    const stored = await stage("store", () => deps.kube.writeSecret({ ...secretFor(secretName, s.secretName, s.fqdn, s.names, chainPem, keyPem, leaf), expectedResourceVersion }));
+    writtenVersion = stored.resourceVersion;
     log.info({ stage: "store", secret: secretName, serial: leaf.serialNumber }, "secret written");
   }
   Object.assign(result, { serial: leaf.serialNumber, notAfter: leaf.notAfter.toISOString(), secret: secretName });
@@ -494,12 +498,21 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
     await markRollout({ state: "done", failures: pending?.failures ?? 0 });
   } catch (err) {
     if (s.secretMode === "fixed" && inspection.current) {
-      // Put the previous pair back so the secret azureml-fe reads still holds the certificate in place.
+      // Put the previous pair back (exactly, metadata too) so the secret azureml-fe reads holds the certificate in
+      // place; only over our own write, never over someone else's.
       const prev = inspection.current;
-      await deps.kube
-        .writeSecret({ name: prev.name, data: prev.data, labels: prev.labels, annotations: prev.annotations })
-        .then(() => log.warn({ stage: "extension", secret: prev.name }, "extension update failed; previous certificate restored in the secret"))
-        .catch((e: unknown) => log.error({ stage: "extension", err: e }, "extension update failed and the previous certificate could not be restored"));
+      try {
+        await deps.kube.writeSecret({ name: prev.name, data: prev.data, labels: prev.labels, annotations: prev.annotations, replaceMetadata: true, expectedResourceVersion: writtenVersion });
+        log.warn({ stage: "extension", secret: prev.name }, "extension update failed; previous certificate restored in the secret");
+      } catch (restoreErr) {
+        const e = atStage(err, "extension");
+        throw new AmlcertError(
+          e.code,
+          "extension",
+          `${e.message}. The previous certificate could not be put back in secret ${prev.name} (${(restoreErr as Error).message}): the secret now holds the new certificate ${leaf.serialNumber}, which azureml-fe serves once it reloads`,
+          { cause: err, details: e.details },
+        );
+      }
     } else if (s.secretMode === "versioned") {
       const failures = (pending?.failures ?? 0) + 1;
       await markRollout({ state: "pending", failures });

@@ -112,6 +112,26 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
     expect(put.map((q) => q.status)).toEqual([200]);
   });
 
+  it("with an expected resourceVersion, a secret changed since then is not overwritten: KUBE_CONFLICT at once, no PUT", async () => {
+    kube.putSecret(NS, "tls-fixed", { "cert.pem": "PLANNED", "key.pem": "PLANNED" });
+    const planned = kube.getSecretObject(NS, "tls-fixed")!.metadata.resourceVersion;
+    kube.putSecret(NS, "tls-fixed", { "cert.pem": "SOMEONE-ELSE", "key.pem": "SOMEONE-ELSE" });
+    const err = await amlcertFailure(
+      cluster.writeSecret({ name: "tls-fixed", data: { "cert.pem": Buffer.from("NEW") }, labels: {}, annotations: {}, expectedResourceVersion: planned }),
+    );
+    expect(err).toMatchObject({ code: "KUBE_CONFLICT", stage: "store" });
+    expect(err.message).toMatch(/changed since amlcert read it/);
+    expect(kube.getSecret(NS, "tls-fixed")!["cert.pem"]).toBe("SOMEONE-ELSE");
+    expect(kube.requests.filter((q) => q.method === "PUT" && q.name === "tls-fixed")).toEqual([]);
+  });
+
+  it("with replaceMetadata, labels and annotations are restored exactly instead of merged", async () => {
+    kube.putSecret(NS, "tls-restore", { "cert.pem": "NEW" }, { labels: { a: "1" }, annotations: { "amlcert.io/serial": "NEW" } });
+    const stored = await cluster.writeSecret({ name: "tls-restore", data: { "cert.pem": Buffer.from("OLD") }, labels: { team: "ml" }, annotations: {}, replaceMetadata: true });
+    expect(stored.labels).toEqual({ team: "ml" });
+    expect(stored.annotations).toEqual({});
+  });
+
   it("when one replace hits 409 Conflict, writeSecret reads the secret again and the retry succeeds", async () => {
     kube.putSecret(NS, "tls-raced", { "cert.pem": "OLD" });
     const fault = kube.faults.add({ method: "PUT", pathIncludes: "/secrets/tls-raced", status: 409 });

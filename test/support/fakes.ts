@@ -26,6 +26,7 @@ import type {
   TlsProbe,
   TlsProbeResult,
 } from "../../src/ports.js";
+import { AmlcertError } from "../../src/errors.js";
 import type { Logger } from "../../src/observability/logger.js";
 import { AZUREML_EXTENSION_TYPE, type RenewDeps } from "../../src/renewal/renew.js";
 import { createDnsSolver } from "../../src/renewal/dns-solver.js";
@@ -193,6 +194,9 @@ export class FakeKube implements KubeCluster {
     this.writes.push(sent);
     failWith(this.failWrite, sent);
     const previous = this.secrets.get(secret.name);
+    if (secret.expectedResourceVersion !== undefined && previous?.resourceVersion !== secret.expectedResourceVersion) {
+      throw new AmlcertError("KUBE_CONFLICT", "store", `secret "${secret.name}" changed since amlcert read it`);
+    }
     const stored: StoredSecret = {
       ...sent,
       data: copyData(sent.data),

@@ -453,6 +453,38 @@ describe("renewTarget: the extension update fails", () => {
     expect(err.message).toContain("socket hang up");
   });
 
+  it("in fixed mode, when someone else changed the secret while amlcert was issuing, it is not overwritten (KUBE_CONFLICT, exit 3)", async () => {
+    const w = world();
+    seedUnmanaged(w, BASE, dueCert);
+    pointExtensionAt(w, BASE);
+    caIssues(w, issued);
+    // another writer replaces the secret between the plan and the store (while the CA is issuing)
+    w.acme.chainPem = () => {
+      w.kube.seedSecret({ name: BASE, data: { "cert.pem": older.chainPem, "key.pem": older.keyPem } });
+      return issued.chainPem;
+    };
+
+    const err = await amlcertFailure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
+
+    expect(err).toMatchObject({ code: "KUBE_CONFLICT", stage: "store", exitCode: 3 });
+    expect(secretContent(w, BASE)).toEqual({ cert: older.chainPem, key: older.keyPem });
+    expect(w.extension.patches).toEqual([]);
+  });
+
+  it("in fixed mode, when the previous certificate cannot be put back, the error says the secret now holds the new one", async () => {
+    const w = world();
+    seedUnmanaged(w, BASE, dueCert);
+    pointExtensionAt(w, BASE);
+    caIssues(w, issued);
+    w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "Failed: E40007 INVALID_SSL_SETTING");
+    w.kube.failWrite = (x) => (x.data["cert.pem"]!.toString() === dueCert.chainPem ? new Error("connection reset") : undefined);
+
+    const err = await amlcertFailure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
+
+    expect(err).toMatchObject({ code: "EXTENSION_LRO_FAILED", stage: "extension", exitCode: 3 });
+    expect(err.message).toMatch(/could not be put back in secret azureml-tls .*now holds the new certificate/);
+  });
+
   it("in fixed mode: exit 3 and the previous certificate is written back into the secret", async () => {
     const w = world();
     seedUnmanaged(w, BASE, dueCert);
