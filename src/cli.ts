@@ -35,11 +35,36 @@ Exit codes:
   2  bad command line or configuration (nothing contacted, nothing written)
   3  renewal failed up to and including the extension update (the previous certificate is still in place)
   4  the new certificate is rolled out but the DNS or TLS check afterwards failed
+  130/143  stopped by SIGINT/SIGTERM (after removing our TXT values and releasing the Lease)
 `;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
   return pkg.version;
+}
+
+/** Exit codes for a run stopped by a signal, after cleanup (the shell's 128 + signal number). */
+const SIGNAL_EXIT: Record<string, number> = { SIGTERM: 143, SIGINT: 130 };
+/** How long cleanup may take after a signal; Kubernetes' default grace period is 30 s. */
+const SHUTDOWN_BOUND_MS = 20_000;
+
+/**
+ * A CronJob pod evicted or past activeDeadlineSeconds gets SIGTERM: remove the TXT values of the order in flight and
+ * release the Lease (so the next run is not blocked for an hour), then exit.
+ */
+function onTermination(shutdown: () => Promise<void>, logger: Logger): void {
+  let stopping = false;
+  for (const signal of Object.keys(SIGNAL_EXIT)) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      logger.warn({ signal }, `${signal}: removing our TXT values and releasing the Lease, then exiting`);
+      const bound = new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_BOUND_MS).unref());
+      void Promise.race([shutdown().catch((err: unknown) => logger.error({ err }, "cleanup after the signal failed")), bound]).then(() =>
+        process.exit(SIGNAL_EXIT[signal]),
+      );
+    });
+  }
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -102,6 +127,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     }
     const targets = wanted.length > 0 ? loaded.config.targets.filter((t) => wanted.includes(t.fqdn)) : loaded.config.targets;
     const app = createApp({ config: loaded.config, eabHmacKey: loaded.eabHmacKey, env, logger, clock: systemClock, force: parsed.values.force ?? false, holder: `${hostname()}/${process.pid}` });
+    onTermination(app.shutdown, logger);
     const human = Boolean(process.stdout.isTTY) && !parsed.values.json;
     const write = <T extends object>(line: T, format: (l: T) => string) => process.stdout.write(`${human ? format(line) : JSON.stringify(line)}\n`);
     if (command === "plan") {

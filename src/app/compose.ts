@@ -13,14 +13,14 @@ import { createAzureCredential, type AzureCredential } from "../azure/credential
 import { createAzureDnsZone } from "../azure-dns/azure-dns-zone.js";
 import { createExtensionClient } from "../extension/extension-client.js";
 import { createKubeCluster, type KubeSource } from "../kubernetes/kube-cluster.js";
-import { createLeaseLock } from "../kubernetes/lease-lock.js";
+import { createLeaseLock, type LeaseLock } from "../kubernetes/lease-lock.js";
 import { createDnsLookup } from "../dns-check/dns-lookup.js";
 import { authoritativeServers, parseServer } from "../dns-check/name-servers.js";
 import { createTlsProbe } from "../tls-probe/tls-probe.js";
 import { createAcmeIssuer } from "../acme/acme-issuer.js";
 import { fileAccountKeyStore, secretAccountKeyStore, type AccountKeyStore } from "../acme/account-key-store.js";
 import { generateCertificateKey } from "../acme/keys.js";
-import { createDnsSolver } from "../renewal/dns-solver.js";
+import { createDnsSolver, type DnsSolver } from "../renewal/dns-solver.js";
 import type { RenewDeps, RenewSettings } from "../renewal/renew.js";
 
 export const AZUREML_NAMESPACE = "azureml";
@@ -47,6 +47,8 @@ export interface App {
   /** built lazily: `plan` never creates an ACME account */
   acme: () => AcmeIssuer;
   target: (t: TargetConfig) => { deps: RenewDeps; settings: RenewSettings };
+  /** On SIGTERM/SIGINT: remove the TXT values of orders in flight and give up the Leases this run holds. */
+  shutdown: () => Promise<void>;
 }
 
 export function kubeSource(k: KubernetesSourceConfig): KubeSource {
@@ -107,6 +109,7 @@ export function createApp(input: AppInput): App {
     return acme;
   };
 
+  const inFlight: { solver: DnsSolver; lease: LeaseLock }[] = [];
   const target = (t: TargetConfig) => {
     const primary = zone(t.dnsZone);
     const allZones = [primary, ...t.challengeZones.map(zone)];
@@ -134,6 +137,7 @@ export function createApp(input: AppInput): App {
       logger: logger.child({ fqdn: t.fqdn }),
     });
     // validated by the schema; a bare host keeps verify.port
+    inFlight.push({ solver, lease });
     const probe = t.probeAddress ? parseServer(t.probeAddress) : undefined;
     const explicitPort = t.probeAddress !== undefined && (/^\[[^\]]+\]:\d+$/.test(t.probeAddress) || /^[^:]+:\d+$/.test(t.probeAddress));
     const probePort = explicitPort ? probe?.port : undefined;
@@ -172,5 +176,12 @@ export function createApp(input: AppInput): App {
     return { deps, settings };
   };
 
-  return { cloud, azure, lookup, tlsProbe, acme: acmeIssuer, target };
+  const shutdown = async () => {
+    await Promise.all(inFlight.map(async ({ solver, lease }) => {
+      await solver.cleanupOutstanding();
+      await lease.release();
+    }));
+  };
+
+  return { cloud, azure, lookup, tlsProbe, acme: acmeIssuer, target, shutdown };
 }

@@ -32,8 +32,15 @@ export function zoneFor(zones: DnsZone[], fqdn: string): DnsZone | undefined {
     .sort((a, b) => b.zone.length - a.zone.length)[0];
 }
 
-export function createDnsSolver(deps: DnsSolverDeps): DnsChallengeSolver {
+export interface DnsSolver extends DnsChallengeSolver {
+  /** Remove every value presented and not yet cleaned up (on SIGTERM: the order in flight is abandoned). */
+  cleanupOutstanding(): Promise<void>;
+}
+
+export function createDnsSolver(deps: DnsSolverDeps): DnsSolver {
   const { zones, logger } = deps;
+  /** values written and not yet removed, so a shutdown can remove them */
+  const outstanding = new Set<PresentedTxt>();
 
   /** Follow CNAMEs (as the CA will) from `recordName` to the name whose TXT set we must write. */
   async function challengeRecord(recordName: string): Promise<{ fqdn: string; zone: DnsZone }> {
@@ -70,6 +77,7 @@ export function createDnsSolver(deps: DnsSolverDeps): DnsChallengeSolver {
   async function cleanup(handle: PresentedTxt): Promise<void> {
     const zone = zones.find((z) => z.zone === handle.zone);
     if (!zone) return;
+    for (const h of outstanding) if (h.recordFqdn === handle.recordFqdn && h.value === handle.value) outstanding.delete(h);
     try {
       await zone.removeTxtValue(handle.recordFqdn, handle.value);
       logger.info({ stage: "dns-challenge", record: handle.recordFqdn }, "TXT value removed");
@@ -89,6 +97,7 @@ export function createDnsSolver(deps: DnsSolverDeps): DnsChallengeSolver {
       }
       logger.info({ stage: "dns-challenge", record: fqdn, zone: zone.zone, value: `${value.slice(0, 8)}…` }, "TXT value added");
       const handle: PresentedTxt = { recordFqdn: fqdn, value, zone: zone.zone };
+      outstanding.add(handle);
       try {
         const servers = await deps.nameServersOf(zone);
         const waited = await waitForTxt({
@@ -111,5 +120,9 @@ export function createDnsSolver(deps: DnsSolverDeps): DnsChallengeSolver {
     },
 
     cleanup,
+
+    async cleanupOutstanding() {
+      await Promise.all([...outstanding].map((h) => cleanup(h)));
+    },
   };
 }

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { startHarness, type CliRun, type Harness } from "../harness/harness.js";
+import { findDef } from "../servers/kube-resources.js";
 
 const FQDN = "ml.contoso.test";
 /** kubectl must run asynchronously: the Kubernetes stand-in lives in this process's event loop. */
@@ -382,6 +383,35 @@ describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => 
       const third = await h.runCli(["renew", "--config", config]);
       expect(third.code, third.stderr).toBe(4);
       expect(result(third)).toMatchObject({ reason: "UpToDate", error: { code: "TLS_OLD_CERT_SERVED" } });
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it("on SIGTERM while waiting for DNS propagation: removes its TXT value, releases the Lease, exits 143, writes nothing", async () => {
+    // the name servers lag a minute behind ARM, so the run is surely waiting when the signal comes
+    const h = await startHarness({ propagationDelayMs: 60_000 });
+    try {
+      const config = h.writeConfig({ dns: { propagationTimeout: "5m" } }, "slow.yaml");
+      let signalled = false;
+      const run = await h.runCli(["renew", "--config", config], {
+        onStderr: (chunk, child) => {
+          if (!signalled && chunk.includes("TXT value added")) {
+            signalled = true;
+            child.kill("SIGTERM");
+          }
+        },
+      });
+      expect(signalled).toBe(true);
+      expect(run.code, run.stderr).toBe(143);
+      expect(run.stderr).toMatch(/SIGTERM: removing our TXT values and releasing the Lease/);
+      expect(txtLeft(h)).toEqual([]);
+      const lease = h.clusters[0]!.kube.store.get(findDef("coordination.k8s.io", "v1", "leases")!, "azureml", "amlcert") as { spec?: { holderIdentity?: string } };
+      expect(lease.spec?.holderIdentity ?? "").toBe("");
+      expect(h.arm.requests.filter((r) => r.method === "PATCH")).toEqual([]);
+      expect(h.clusters[0]!.kube.requests.filter((r) => r.method === "POST" && r.resource === "secrets" && r.status < 300).map((r) => r.path)).toEqual([
+        "/api/v1/namespaces/azureml/secrets",
+      ]); // the ACME account key only
     } finally {
       await h.stop();
     }

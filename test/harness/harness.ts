@@ -4,7 +4,7 @@
  * the sandbox demo and the benchmarks. It writes a kubeconfig, a workload-identity token file, Pebble's roots and
  * an amlcert config, and runs the built CLI as a child process exactly as a user would.
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -81,8 +81,8 @@ export interface CliRun {
 export interface CliOptions {
   env?: Record<string, string>;
   timeoutMs?: number;
-  /** stream the child's stderr (logs) as it comes */
-  onStderr?: (chunk: string) => void;
+  /** stream the child's stderr (logs) as it comes; the child is given so a test can signal it */
+  onStderr?: (chunk: string, child: ChildProcess) => void;
 }
 
 export interface Harness {
@@ -270,7 +270,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
         child.stderr.on("data", (d: Buffer) => {
           stderr += d.toString();
-          o.onStderr?.(d.toString());
+          o.onStderr?.(d.toString(), child);
         });
         const timer = setTimeout(() => {
           child.kill("SIGKILL");

@@ -295,3 +295,23 @@ describe("createDnsSolver: cleanup", () => {
     expect(s.log.messages("warn")).toEqual([]);
   });
 });
+
+describe("createDnsSolver: cleanupOutstanding (shutdown)", () => {
+  it("removes the values presented and not yet cleaned up, and only those", async () => {
+    const s = setup();
+    const first = await s.solver.present(RECORD, VALUE);
+    await s.solver.present(`_acme-challenge.api.contoso.test`, `${VALUE}-2`);
+    await s.solver.cleanup(first);
+
+    await s.solver.cleanupOutstanding();
+
+    expect(s.zone.txtRemoves).toEqual([
+      { fqdn: RECORD, value: VALUE },
+      { fqdn: "_acme-challenge.api.contoso.test", value: `${VALUE}-2` },
+    ]);
+    expect(s.zone.txtValues(RECORD)).toEqual([]);
+    expect(s.zone.txtValues("_acme-challenge.api.contoso.test")).toEqual([]);
+    await s.solver.cleanupOutstanding();
+    expect(s.zone.txtRemoves).toHaveLength(2);
+  });
+});
