@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join, basename } from "node:path";
 import type { KubeCluster } from "../ports.js";
+import { LABEL_MANAGED_BY, MANAGED_BY } from "../labels.js";
 
 export interface AccountKeyStore {
   /** The stored PEM, or undefined when nothing is stored yet. */
@@ -58,7 +59,6 @@ export function fileAccountKeyStore(path: string): AccountKeyStore {
 }
 
 export const ACCOUNT_KEY_DATA_KEY = "account.key";
-export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
 
 /** The account key in a Kubernetes secret (data key `account.key`), labelled as managed by amlcert. */
 export function secretAccountKeyStore(kube: KubeCluster, secretName: string): AccountKeyStore {
@@ -74,7 +74,7 @@ export function secretAccountKeyStore(kube: KubeCluster, secretName: string): Ac
       await kube.writeSecret({
         name: secretName,
         data: { ...existing?.data, [ACCOUNT_KEY_DATA_KEY]: Buffer.from(pem, "utf8") },
-        labels: { ...existing?.labels, [MANAGED_BY_LABEL]: "amlcert" },
+        labels: { ...existing?.labels, [LABEL_MANAGED_BY]: MANAGED_BY },
         annotations: { ...existing?.annotations },
       });
     },

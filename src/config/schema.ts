@@ -5,6 +5,8 @@
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
 import { parseServer } from "../dns-check/name-servers.js";
+import { CertificateKeyTypes } from "../acme/keys.js";
+import { CloudNames } from "../azure/cloud.js";
 
 export const DIRECTORY_PRESETS = {
   letsencrypt: "https://acme-v02.api.letsencrypt.org/directory",
@@ -15,8 +17,6 @@ export const DIRECTORY_PRESETS = {
   buypass: "https://api.buypass.com/acme/directory",
 } as const;
 
-export const KEY_TYPES = ["rsa2048", "rsa3072", "rsa4096", "ecdsa-p256", "ecdsa-p384"] as const;
-export const CLOUDS = ["AzurePublicCloud", "AzureChinaCloud", "AzureUSGovernment"] as const;
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 const fqdnSchema = z
@@ -118,13 +118,13 @@ export const configSchema = z
           .refine((a) => !(a.file && a.secret), { message: "set either file or secret, not both" })
           .transform((a) => (a.file || a.secret ? a : { ...a, secret: "amlcert-acme-account" }))
           .prefault({}),
-        keyType: z.enum(KEY_TYPES).default("rsa2048"),
+        keyType: z.enum(CertificateKeyTypes).default("rsa2048"),
       })
       .strict()
       .prefault({}),
     azure: z
       .object({
-        cloud: z.enum(CLOUDS).default("AzurePublicCloud"),
+        cloud: z.enum(CloudNames).default("AzurePublicCloud"),
         resourceManagerEndpoint: z.url({ protocol: /^https$/, error: "must be an https:// URL" }).optional(),
         authorityHost: z.url({ protocol: /^https$/, error: "must be an https:// URL" }).optional(),
         tokenScope: z.string().optional(),

@@ -33,10 +33,11 @@ import type {
 } from "../ports.js";
 import type { Logger } from "../observability/logger.js";
 import { planRenewal, renewalTime, type PlanDecision } from "./plan.js";
+import { LABEL_MANAGED_BY, MANAGED_BY } from "../labels.js";
 
 export const AZUREML_EXTENSION_TYPE = "Microsoft.AzureML.Kubernetes";
 export const AZUREML_FE_SERVICE = "azureml-fe";
-export const LABEL_MANAGED_BY = "app.kubernetes.io/managed-by";
+export { LABEL_MANAGED_BY };
 export const LABEL_SECRET_BASE = "amlcert.io/secret-base";
 export const LABEL_FQDN_HASH = "amlcert.io/fqdn-hash";
 export const ANNOTATION = {
@@ -164,7 +165,7 @@ export function secretFor(
     name,
     data: { "cert.pem": Buffer.from(chainPem), "key.pem": Buffer.from(keyPem) },
     labels: {
-      [LABEL_MANAGED_BY]: "amlcert",
+      [LABEL_MANAGED_BY]: MANAGED_BY,
       [LABEL_SECRET_BASE]: base,
       [LABEL_FQDN_HASH]: createHash("sha256").update(fqdn).digest("hex").slice(0, 16),
     },
@@ -342,7 +343,7 @@ async function findPending(
   inspection: Inspection,
 ): Promise<{ name: string; chainPem: string; keyPem: string; leaf: CertificateInfo; failures: number } | undefined> {
   if (s.secretMode !== "versioned" || s.force) return undefined;
-  const candidates = await deps.kube.listSecrets(`${LABEL_MANAGED_BY}=amlcert,${LABEL_SECRET_BASE}=${s.secretName}`);
+  const candidates = await deps.kube.listSecrets(`${LABEL_MANAGED_BY}=${MANAGED_BY},${LABEL_SECRET_BASE}=${s.secretName}`);
   const now = deps.clock.now();
   const currentNotAfter = goodCurrentNotAfter(inspection.decision)?.getTime() ?? 0;
   let best: { name: string; chainPem: string; keyPem: string; leaf: CertificateInfo; failures: number } | undefined;
@@ -362,7 +363,7 @@ async function findPending(
 }
 
 async function prune(deps: RenewDeps, s: RenewSettings, keep: string[]): Promise<void> {
-  const managed = await deps.kube.listSecrets(`${LABEL_MANAGED_BY}=amlcert,${LABEL_SECRET_BASE}=${s.secretName}`);
+  const managed = await deps.kube.listSecrets(`${LABEL_MANAGED_BY}=${MANAGED_BY},${LABEL_SECRET_BASE}=${s.secretName}`);
   const older = managed
     .filter((m) => !keep.includes(m.name))
     .sort((a, b) => (b.annotations[ANNOTATION.notAfter] ?? "").localeCompare(a.annotations[ANNOTATION.notAfter] ?? ""));
@@ -468,7 +469,8 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
     // validate before any write
     const validation = validateNewPair(chainPem, keyPem, s.names, clock.now(), goodCurrentNotAfter(decision));
     if (!validation.leaf || validation.problems.length > 0) {
-      throw new AmlcertError("CERT_INVALID", "validate", `the issued certificate was not written: ${validation.problems.map(describeProblem).join("; ")}`);
+      const onlyNotNewer = validation.problems.every((p) => p.kind === "not-newer");
+      throw new AmlcertError(onlyNotNewer ? "CERT_NOT_NEWER" : "CERT_INVALID", "validate", `the issued certificate was not written: ${validation.problems.map(describeProblem).join("; ")}`);
     }
     leaf = validation.leaf;
     log.info({ stage: "validate", serial: leaf.serialNumber, notAfter: leaf.notAfter.toISOString(), issuer: leaf.issuer }, "new certificate validated");

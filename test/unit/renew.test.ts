@@ -329,7 +329,7 @@ describe("renewTarget: the issued certificate is validated before anything is wr
     });
   }
 
-  it("when the new certificate does not expire later than the one in place, fails with CERT_INVALID at validate and writes nothing", async () => {
+  it("when the new certificate does not expire later than the one in place, fails with CERT_NOT_NEWER at validate and writes nothing", async () => {
     const w = world();
     seedManaged(w, "azureml-tls-current", freshCert);
     pointExtensionAt(w, "azureml-tls-current");
@@ -337,7 +337,7 @@ describe("renewTarget: the issued certificate is validated before anything is wr
 
     const err = await amlcertFailure(renewTarget(w.deps, settings({ force: true })));
 
-    expect(err).toMatchObject({ code: "CERT_INVALID", stage: "validate", exitCode: 3 });
+    expect(err).toMatchObject({ code: "CERT_NOT_NEWER", stage: "validate", exitCode: 3 });
     expect(err.message).toContain("not later than the one in place");
     expectZeroWrites(w);
   });
@@ -949,7 +949,7 @@ describe("renewTarget: a broken certificate in place sets no bar", () => {
     pointExtensionAt(w, "commercial-tls");
     caIssues(w, issued);
     const err = await amlcertFailure(renewTarget(w.deps, settings({ force: true })));
-    expect(err).toMatchObject({ code: "CERT_INVALID", stage: "validate", exitCode: 3 });
+    expect(err).toMatchObject({ code: "CERT_NOT_NEWER", stage: "validate", exitCode: 3 });
     expect(err.message).toMatch(/not later than the one in place/);
     expectZeroWrites(w);
   });
