@@ -442,6 +442,12 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
       log.warn({ stage: "extension", provisioningState: state }, "the extension's last operation did not succeed; updating it again");
       const { changed } = await stage("extension", () => deps.extension.updateSettings({ sslSecret: secretName, "scoringFe.sslSecret": secretName, sslCname: s.fqdn }));
       result.extensionUpdated = changed;
+      const held = inspection.current;
+      if (held && held.annotations[ANNOTATION.rollout] === "pending") {
+        await deps.kube
+          .writeSecret({ name: held.name, data: held.data, labels: held.labels, annotations: { ...held.annotations, [ANNOTATION.rollout]: "done" } })
+          .catch((e: unknown) => log.warn({ stage: "extension", secret: held.name, err: e }, "could not record the rollout state on the secret"));
+      }
     }
     if (probeHost) {
       await waitForServing(deps, s, probeHost, current.serialNumber, servingHint(s, result.extensionUpdated));

@@ -235,7 +235,7 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
       }
     });
 
-    it("extension update operation Failed: exit 3, stage extension; the new certificate is kept unreferenced and reused next time", async () => {
+    it("extension update operation Failed: exit 3, stage extension; the new certificate is kept, unreferenced; the next run drives the failed extension again", async () => {
       h.arm.lro.outcome = "Failed";
       let pending: string;
       try {
@@ -249,6 +249,20 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
         h.arm.lro.outcome = "Succeeded";
       }
       expect(h.clusters[0]!.kube.getSecret("azureml", pending)).toBeDefined();
+      expect(h.clusters[0]!.kube.getSecretObject("azureml", pending)?.metadata.annotations).toMatchObject({ "amlcert.io/rollout": "pending", "amlcert.io/rollout-failures": "1" });
+      expect(extensionOf(h).provisioningState).toBe("Failed");
+
+      // next scheduled run: nothing is due, but the extension's last operation failed, so it is run again with the
+      // secret the extension names (this ARM stand-in keeps the settings of a failed operation) and verified
+      const named = extensionOf(h).configurationSettings.sslSecret;
+      const patchesBefore = h.arm.requests.filter((r) => r.method === "PATCH").length;
+      const next = await h.runCli(["renew", "--config", config]);
+      expect(next.code, next.stderr).toBe(0);
+      expect(result(next)).toMatchObject({ action: "none", secret: named, servingOk: true });
+      expect(h.arm.requests.filter((r) => r.method === "PATCH").length).toBe(patchesBefore + 1);
+      expect(extensionOf(h).provisioningState).toBe("Succeeded");
+      expect(h.clusters[0]!.fe.servedSerial()).toBe(result(next).serial);
+      expect(h.clusters[0]!.kube.getSecretObject("azureml", String(named))?.metadata.annotations?.["amlcert.io/rollout"]).toBe("done");
     });
   });
 

@@ -181,7 +181,9 @@ describe("renewTarget: when the certificate in place is up to date", () => {
 
     expect(r).toMatchObject({ action: "none", servingOk: true });
     expect(w.extension.patches).toEqual([{ sslSecret: "azureml-tls-current", "scoringFe.sslSecret": "azureml-tls-current", sslCname: FQDN }]);
-    expect(w.kube.writes).toEqual([]);
+    // the certificate is not rewritten; only its rollout state is recorded once the extension took it
+    expect(w.kube.writes.map((x) => [x.name, x.annotations[ANNOTATION.rollout]])).toEqual([["azureml-tls-current", "done"]]);
+    expect(secretContent(w, "azureml-tls-current")?.cert).toBe(freshCert.chainPem);
     expect(w.acme.requests).toEqual([]);
   });
 });
