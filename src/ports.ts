@@ -82,7 +82,7 @@ export interface SecretWrite {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   /** Replace only if the secret is still at this resourceVersion (read when the run planned); otherwise fail with
-   * KUBE_CONFLICT at once instead of retrying on fresh state. */
+   * KUBE_CONFLICT at once instead of retrying on fresh state. "" means: create only, the secret must not exist. */
   expectedResourceVersion?: string;
   /** Labels and annotations replace the secret's own instead of being merged into them (restoring a previous state). */
   replaceMetadata?: boolean;

@@ -69,13 +69,15 @@ export function secretAccountKeyStore(kube: KubeCluster, secretName: string): Ac
       return data === undefined || data.length === 0 ? undefined : data.toString("utf8");
     },
     async save(pem) {
-      // keep whatever else people put on the secret (labels, annotations, other keys)
+      // keep whatever else people put on the secret (labels, annotations, other keys); and never overwrite a key
+      // another run saved meanwhile (KUBE_CONFLICT): its account is the one to use
       const existing = await kube.getSecret(secretName);
       await kube.writeSecret({
         name: secretName,
         data: { ...existing?.data, [ACCOUNT_KEY_DATA_KEY]: Buffer.from(pem, "utf8") },
         labels: { ...existing?.labels, [LABEL_MANAGED_BY]: MANAGED_BY },
         annotations: { ...existing?.annotations },
+        expectedResourceVersion: existing?.resourceVersion ?? "",
       });
     },
     describe: () => `secret ${secretName} (key ${ACCOUNT_KEY_DATA_KEY})`,

@@ -270,6 +270,14 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
     try {
       await opts.accountKeys.save(pem);
     } catch (err) {
+      // Two first runs at once: the one that saved first wins, and the other uses its key (one account, not two).
+      if (isAmlcertError(err) && err.code === "KUBE_CONFLICT") {
+        const winner = await opts.accountKeys.load().catch(() => undefined);
+        if (winner !== undefined) {
+          log.info({ keyStore: where }, "another run saved an ACME account key first; using that one");
+          return { pem: winner, generated: false };
+        }
+      }
       throw accountStoreFailure(err, `could not save the new ACME account key to ${where}`);
     }
     log.info({ keyStore: where }, "created a new ACME account key (ECDSA P-256) and saved it before registering");

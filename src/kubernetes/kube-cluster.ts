@@ -97,7 +97,7 @@ export function createKubeCluster(opts: KubeClusterOptions): KubeCluster {
           `secret "${w.name}" in namespace "${namespace}" changed since amlcert read it (resourceVersion ${w.expectedResourceVersion}); not overwriting another writer's change`,
           { details: { secret: w.name, namespace, expected: w.expectedResourceVersion, found: current?.metadata?.resourceVersion } },
         );
-      if (w.expectedResourceVersion !== undefined && current?.metadata?.resourceVersion !== w.expectedResourceVersion) throw changedSince();
+      if (w.expectedResourceVersion !== undefined && (current?.metadata?.resourceVersion ?? "") !== w.expectedResourceVersion) throw changedSince();
       try {
         if (!current) {
           const body: V1Secret = {

@@ -141,6 +141,30 @@ describe("ACME issuer against Pebble 2.4.0 (-strict, 15% nonce rejection) with p
       expect(solver.published().size).toBe(0);
     });
 
+    it("when another run saves an account key between our read and our save (KUBE_CONFLICT), uses that run's key and account", async () => {
+      const winner = await generateCertificateKey("ecdsa-p256");
+      let stored: string | undefined;
+      const racing: AccountKeyStore = {
+        load: async () => stored,
+        save: async () => {
+          stored = winner; // the other run got there first
+          throw new AmlcertError("KUBE_CONFLICT", "store", 'secret "amlcert-acme-account" changed since amlcert read it');
+        },
+        describe: () => "secret amlcert-acme-account (key account.key)",
+      };
+      const log = captureLogger();
+      const { chainPem } = await issuerFor(racing, log.logger).issue({ names: ["race.first.test"], keyPem: await generateCertificateKey("ecdsa-p256") }, solver);
+      expect(chainPem).toContain("BEGIN CERTIFICATE");
+      expect(log.lines().some((l) => l["msg"] === "another run saved an ACME account key first; using that one")).toBe(true);
+      // the account now registered belongs to the winner's key: a second issuer with that key finds it
+      const again = captureLogger();
+      await issuerFor({ load: async () => winner, save: async () => undefined, describe: () => "winner" }, again.logger).issue(
+        { names: ["race2.first.test"], keyPem: await generateCertificateKey("ecdsa-p256") },
+        solver,
+      );
+      expect(again.lines().some((l) => l["msg"] === "using the existing ACME account")).toBe(true);
+    });
+
     it("when issuing again with the stored key, reuses the account instead of registering a new one", async () => {
       const before = readFileSync(keyFile, "utf8");
       const firstLog = captureLogger();

@@ -194,7 +194,7 @@ export class FakeKube implements KubeCluster {
     this.writes.push(sent);
     failWith(this.failWrite, sent);
     const previous = this.secrets.get(secret.name);
-    if (secret.expectedResourceVersion !== undefined && previous?.resourceVersion !== secret.expectedResourceVersion) {
+    if (secret.expectedResourceVersion !== undefined && (previous?.resourceVersion ?? "") !== secret.expectedResourceVersion) {
       throw new AmlcertError("KUBE_CONFLICT", "store", `secret "${secret.name}" changed since amlcert read it`);
     }
     const stored: StoredSecret = {

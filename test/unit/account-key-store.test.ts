@@ -97,6 +97,18 @@ describe("secretAccountKeyStore", () => {
     expect(w.data["note.txt"]!.toString()).toBe("hi");
   });
 
+  it("saving a first key is create-only: it never overwrites a key another run saved in the meantime", async () => {
+    const kube = fakeKube();
+    await secretAccountKeyStore(kube, "amlcert-acme-account").save("PEM");
+    expect(kube.writes[0]!.expectedResourceVersion).toBe("");
+  });
+
+  it("saving over an existing secret is conditional on the version that was read", async () => {
+    const kube = fakeKube({ name: "acct", type: "Opaque", data: {}, labels: {}, annotations: {}, resourceVersion: "41" });
+    await secretAccountKeyStore(kube, "acct").save("PEM");
+    expect(kube.writes[0]!.expectedResourceVersion).toBe("41");
+  });
+
   it("describes itself by secret name", () => {
     expect(secretAccountKeyStore(fakeKube(), "acct").describe()).toBe("secret acct (key account.key)");
   });
