@@ -163,6 +163,7 @@ export function createApp(input: AppInput): App {
       secretName: t.secretName,
       secretMode: secretModeOf(config, t),
       keepPrevious: config.renewal.keepPrevious,
+      keyType: config.acme.keyType,
       renewBeforeMs: config.renewal.renewBefore,
       force: input.force,
       expectedAddress: t.expectedAddress,

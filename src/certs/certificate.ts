@@ -14,6 +14,8 @@ export interface CertificateInfo {
   issuer: string;
   /** SHA-256 fingerprint, colon-separated upper-case hex (as openssl prints it) */
   fingerprint256: string;
+  /** the public key in amlcert's key-type words: rsa2048 ... rsa4096, ecdsa-p256, ecdsa-p384 (or e.g. "rsa1024", "ed25519") */
+  keyType: string;
 }
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n[\s\S]*?-----END \1-----/g;
@@ -53,7 +55,18 @@ export function describe(cert: X509Certificate): CertificateInfo {
     subject: cert.subject.replace(/\n/g, ", "),
     issuer: cert.issuer.replace(/\n/g, ", "),
     fingerprint256: cert.fingerprint256,
+    keyType: keyTypeOf(cert),
   };
+}
+
+const CURVES: Record<string, string> = { prime256v1: "p256", "P-256": "p256", secp384r1: "p384", "P-384": "p384", secp521r1: "p521" };
+
+export function keyTypeOf(cert: X509Certificate): string {
+  const key = cert.publicKey;
+  const details = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === "rsa") return `rsa${details.modulusLength ?? ""}`;
+  if (key.asymmetricKeyType === "ec") return `ecdsa-${CURVES[details.namedCurve ?? ""] ?? details.namedCurve ?? "unknown"}`;
+  return key.asymmetricKeyType ?? "unknown";
 }
 
 /** Does the SAN `pattern` (possibly `*.zone`) cover host `name`? RFC 6125: the wildcard is one whole left label. */

@@ -92,6 +92,8 @@ export interface RenewSettings {
   secretName: string;
   secretMode: "versioned" | "fixed";
   keepPrevious: number;
+  /** the configured certificate key type (acme.keyType): a stored certificate of another type is not reused */
+  keyType?: string;
   renewBeforeMs?: number;
   force: boolean;
   expectedAddress?: string;
@@ -355,6 +357,7 @@ async function findPending(
     const keyPem = text(c, "key.pem") ?? "";
     const r = inspectPair(chainPem, keyPem, s.names);
     if (!r.leaf || r.problems.length > 0) continue;
+    if (s.keyType !== undefined && r.leaf.keyType !== s.keyType) continue;
     if (r.leaf.notAfter.getTime() <= currentNotAfter) continue;
     if (now.getTime() >= renewalTime(r.leaf.notBefore, r.leaf.notAfter, s.renewBeforeMs).getTime()) continue;
     if (!best || r.leaf.notAfter > best.leaf.notAfter) best = { name: c.name, chainPem, keyPem, leaf: r.leaf, failures: Number(c.annotations[ANNOTATION.rolloutFailures] ?? "0") };

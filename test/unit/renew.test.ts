@@ -549,6 +549,21 @@ describe("renewTarget: a stored certificate that was never rolled out", () => {
     ]);
   });
 
+  it("a stored certificate of another key type than acme.keyType is not reused; a new one is ordered", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    seedManaged(w, "azureml-tls-stranded", issued); // ECDSA P-256
+    caIssues(w, await makeLeaf(intermediate, [FQDN], at(-HOUR), at(days(91))));
+
+    const r = await renewTarget(w.deps, settings({ keyType: "rsa2048" }));
+
+    expect(r.secret).not.toBe("azureml-tls-stranded");
+    expect(w.acme.requests).toHaveLength(1);
+    // with the matching type it would have been reused
+    expect(describeCert(new X509Certificate(issued.leafPem)).keyType).toBe("ecdsa-p256");
+  });
+
   it("a version that was rolled out before (a rollback target) is never picked up again", async () => {
     const w = world();
     seedManaged(w, "azureml-tls-current", dueCert);
