@@ -378,6 +378,46 @@ async function prune(deps: RenewDeps, s: RenewSettings, keep: string[]): Promise
   }
 }
 
+/** Record a version's rollout state. Best effort: it only decides whether a later run may reuse the version. */
+async function recordRollout(deps: RenewDeps, log: Logger, secret: SecretWrite, rollout: RolloutState): Promise<void> {
+  const annotations = { ...secret.annotations, [ANNOTATION.rollout]: rollout.state, [ANNOTATION.rolloutFailures]: String(rollout.failures) };
+  await deps.kube
+    .writeSecret({ ...secret, annotations })
+    .catch((e: unknown) => log.warn({ stage: "extension", secret: secret.name, err: e }, "could not record the rollout state on the secret"));
+}
+
+/**
+ * Nothing to renew: the certificate in place is fine, but is it what azureml-fe serves? A rollout that did not take
+ * (a failed or timed-out extension operation, protected PEM settings, fixed mode without a reload) must not become a
+ * quiet exit 0. An extension whose last operation Failed or was Canceled is updated again first.
+ */
+async function confirmInPlace(
+  deps: RenewDeps,
+  s: RenewSettings,
+  inspection: Inspection,
+  current: CertificateInfo,
+  probeHost: string | undefined,
+  result: TargetResult,
+  log: Logger,
+): Promise<void> {
+  const secretName = inspection.currentSecretName!;
+  Object.assign(result, { serial: current.serialNumber, notAfter: current.notAfter.toISOString(), secret: secretName });
+  const state = inspection.extension.provisioningState ?? "";
+  if (/^(failed|canceled)$/i.test(state)) {
+    log.warn({ stage: "extension", provisioningState: state }, "the extension's last operation did not succeed; updating it again");
+    const { changed } = await stage("extension", () => deps.extension.updateSettings({ sslSecret: secretName, "scoringFe.sslSecret": secretName, sslCname: s.fqdn }));
+    result.extensionUpdated = changed;
+    const held = inspection.current;
+    if (held && held.annotations[ANNOTATION.rollout] === "pending") {
+      await recordRollout(deps, log, held, { state: "done", failures: Number(held.annotations[ANNOTATION.rolloutFailures] ?? "0") });
+    }
+  }
+  if (probeHost) {
+    await waitForServing(deps, s, probeHost, current.serialNumber, servingHint(s, result.extensionUpdated));
+    result.servingOk = true;
+  }
+}
+
 export function emptyResult(fqdn: string): TargetResult {
   return { fqdn, action: "none", reason: "", extensionUpdated: false, dnsOk: false, servingOk: false, durationMs: 0 };
 }
@@ -435,27 +475,7 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
 
   const probeHost = s.probe.host ?? inspection.expected[0];
   if (!decision.renew) {
-    const current = decision.current;
-    const secretName = inspection.currentSecretName!;
-    Object.assign(result, { serial: current.serialNumber, notAfter: current.notAfter.toISOString(), secret: secretName });
-    // The certificate in place is fine, but is it what azureml-fe serves? A rollout that did not take (a failed or
-    // timed-out extension operation, protected PEM settings, fixed mode without a reload) must not become exit 0.
-    const state = inspection.extension.provisioningState ?? "";
-    if (/^(failed|canceled)$/i.test(state)) {
-      log.warn({ stage: "extension", provisioningState: state }, "the extension's last operation did not succeed; updating it again");
-      const { changed } = await stage("extension", () => deps.extension.updateSettings({ sslSecret: secretName, "scoringFe.sslSecret": secretName, sslCname: s.fqdn }));
-      result.extensionUpdated = changed;
-      const held = inspection.current;
-      if (held && held.annotations[ANNOTATION.rollout] === "pending") {
-        await deps.kube
-          .writeSecret({ name: held.name, data: held.data, labels: held.labels, annotations: { ...held.annotations, [ANNOTATION.rollout]: "done" } })
-          .catch((e: unknown) => log.warn({ stage: "extension", secret: held.name, err: e }, "could not record the rollout state on the secret"));
-      }
-    }
-    if (probeHost) {
-      await waitForServing(deps, s, probeHost, current.serialNumber, servingHint(s, result.extensionUpdated));
-      result.servingOk = true;
-    }
+    await confirmInPlace(deps, s, inspection, decision.current, probeHost, result, log);
     return finish();
   }
 
@@ -493,11 +513,7 @@ async function renewLocked(deps: RenewDeps, s: RenewSettings, result: TargetResu
     log.info({ stage: "store", secret: secretName, serial: leaf.serialNumber }, "secret written");
   }
   Object.assign(result, { serial: leaf.serialNumber, notAfter: leaf.notAfter.toISOString(), secret: secretName });
-  // Best effort: the rollout state only decides whether a later run may reuse this version.
-  const markRollout = (rollout: RolloutState) =>
-    deps.kube
-      .writeSecret(secretFor(secretName, s.secretName, s.fqdn, s.names, chainPem, keyPem, leaf, rollout))
-      .catch((e: unknown) => log.warn({ stage: "extension", secret: secretName, err: e }, "could not record the rollout state on the secret"));
+  const markRollout = (rollout: RolloutState) => recordRollout(deps, log, secretFor(secretName, s.secretName, s.fqdn, s.names, chainPem, keyPem, leaf), rollout);
 
   // roll out
   try {
