@@ -23,6 +23,7 @@ import { AmlcertError, atStage, isAmlcertError, type Stage } from "../errors.js"
 import type { AcmeIssuer, Clock, DnsChallengeSolver, IssueRequest, IssuedCertificate, PresentedTxt } from "../ports.js";
 import type { AccountKeyStore } from "./account-key-store.js";
 import { generateCertificateKey } from "./keys.js";
+import { normalizeName } from "../dns-check/names.js";
 
 export interface AcmeIssuerOptions {
   directoryUrl: string;
@@ -207,7 +208,7 @@ function acmeFailure(err: unknown, what: string, stage: Stage, extra: Record<str
 function uniqueNames(names: string[]): string[] {
   const seen = new Set<string>();
   for (const raw of names) {
-    const n = raw.trim().toLowerCase().replace(/\.$/, "");
+    const n = normalizeName(raw.trim());
     if (n.length > 0) seen.add(n);
   }
   return [...seen];

@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import { AmlcertError, type Stage } from "../errors.js";
 import type { DnsZone } from "../ports.js";
 import { isParentMissing, statusOf, toAmlcertError } from "../azure/arm-error.js";
+import { normalizeName as norm } from "../dns-check/names.js";
 
 export interface AzureDnsZoneOptions {
   credential: TokenCredential;
@@ -31,7 +32,6 @@ export interface AzureDnsZoneOptions {
 
 const ROLE_HINT = '"DNS Zone Contributor" or the custom role in deploy/azure/amlcert-dns-role.json';
 
-const norm = (name: string) => name.toLowerCase().replace(/\.$/, "");
 const txtValuesOf = (rs: RecordSet | undefined) => (rs?.txtRecords ?? []).map((r) => (r.value ?? []).join(""));
 
 export function createAzureDnsZone(opts: AzureDnsZoneOptions): DnsZone {

@@ -5,6 +5,7 @@
  */
 import { promises as dns } from "node:dns";
 import type { DnsLookup } from "../ports.js";
+import { normalizeName as norm } from "./names.js";
 
 export interface DnsLookupOptions {
   /** per-try timeout of one query, in ms (default 2000) */
@@ -39,7 +40,6 @@ export class DnsLookupError extends Error {
 const NO_RECORDS = new Set(["ENOTFOUND", "ENODATA"]);
 const SYSTEM = "system resolver";
 
-const norm = (s: string) => s.toLowerCase().replace(/\.$/, "");
 
 function codeOf(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;

@@ -6,6 +6,7 @@
 import { isIP } from "node:net";
 import { AmlcertError } from "../errors.js";
 import type { DnsLookup, DnsZone } from "../ports.js";
+import { normalizeName } from "./names.js";
 
 export interface AuthoritativeServersInput {
   zone: DnsZone;
@@ -33,7 +34,7 @@ export function parseServer(entry: string): HostPort | undefined {
 function withPort(host: string, port: string | undefined): HostPort | undefined {
   const n = port === undefined ? 53 : Number(port);
   if (host === "" || !Number.isInteger(n) || n < 1 || n > 65535) return undefined;
-  return { host: host.toLowerCase().replace(/\.$/, ""), port: n };
+  return { host: normalizeName(host), port: n };
 }
 
 /** The node:dns `setServers` form of an address and port. */
@@ -66,7 +67,7 @@ export async function authoritativeServers(input: AuthoritativeServersInput): Pr
         details: { zone: zone.zone },
       });
     }
-    entries = names.map((host) => ({ host: host.toLowerCase().replace(/\.$/, ""), port: 53 }));
+    entries = names.map((host) => ({ host: normalizeName(host), port: 53 }));
   }
 
   const servers: string[] = [];

@@ -6,12 +6,11 @@
  */
 import { AmlcertError } from "../errors.js";
 import type { Clock, DnsLookup } from "../ports.js";
+import type { LogSink } from "../observability/logger.js";
+import { normalizeName } from "./names.js";
 
 /** The part of a pino logger this module uses. */
-export interface PropagationLogger {
-  debug(obj: Record<string, unknown>, msg: string): void;
-  info(obj: Record<string, unknown>, msg: string): void;
-}
+export type PropagationLogger = Pick<LogSink, "debug" | "info">;
 
 export interface WaitForTxtInput {
   lookup: DnsLookup;
@@ -57,7 +56,7 @@ async function checkServer(lookup: DnsLookup, name: string, value: string, serve
 
 async function waitFor(input: WaitForTxtInput, goal: Goal): Promise<WaitResult> {
   const { lookup, value, servers, timeoutMs, intervalMs, clock, logger } = input;
-  const name = input.name.toLowerCase().replace(/\.$/, "");
+  const name = normalizeName(input.name);
   if (servers.length === 0) {
     throw new AmlcertError("INTERNAL", "propagation", `no authoritative servers given to check TXT ${name}`);
   }

@@ -20,6 +20,7 @@ import {
   type ResponseContext,
 } from "@kubernetes/client-node";
 import { AmlcertError, type Stage } from "../errors.js";
+import type { LogSink } from "../observability/logger.js";
 
 export type KubeSource =
   | {
@@ -38,11 +39,7 @@ export type KubeSource =
     };
 
 /** The part of a pino logger the Kubernetes adapters use. */
-export interface KubeLogger {
-  debug(obj: Record<string, unknown>, msg: string): void;
-  info(obj: Record<string, unknown>, msg: string): void;
-  warn(obj: Record<string, unknown>, msg: string): void;
-}
+export type KubeLogger = LogSink;
 
 export interface KubeApis {
   core: CoreV1Api;

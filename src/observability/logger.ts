@@ -9,6 +9,13 @@ import { AmlcertError } from "../errors.js";
 
 export type { Logger };
 
+/** The part of a pino logger that adapters need: easy to satisfy in tests, and a pino Logger fits. */
+export interface LogSink {
+  debug(obj: Record<string, unknown>, msg: string): void;
+  info(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+}
+
 const REDACT_PATHS = [
   "keyPem",
   "*.keyPem",

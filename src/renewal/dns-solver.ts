@@ -7,6 +7,7 @@ import { AmlcertError, atStage } from "../errors.js";
 import type { Clock, DnsChallengeSolver, DnsLookup, DnsZone, PresentedTxt } from "../ports.js";
 import { waitForTxt } from "../dns-check/propagation.js";
 import type { Logger } from "../observability/logger.js";
+import { normalizeName as norm } from "../dns-check/names.js";
 
 export interface DnsSolverDeps {
   /** the target's zone first, then its challengeZones */
@@ -22,7 +23,6 @@ export interface DnsSolverDeps {
 }
 
 const MAX_CNAME_HOPS = 8;
-const norm = (s: string) => s.toLowerCase().replace(/\.$/, "");
 
 /** The configured zone with the longest suffix match for `fqdn`. */
 export function zoneFor(zones: DnsZone[], fqdn: string): DnsZone | undefined {

@@ -34,6 +34,7 @@ import type {
 import type { Logger } from "../observability/logger.js";
 import { planRenewal, renewalTime, type PlanDecision } from "./plan.js";
 import { LABEL_MANAGED_BY, MANAGED_BY } from "../labels.js";
+import { normalizeName as norm } from "../dns-check/names.js";
 
 export const AZUREML_EXTENSION_TYPE = "Microsoft.AzureML.Kubernetes";
 export const AZUREML_FE_SERVICE = "azureml-fe";
@@ -232,7 +233,7 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings): Promise<
 /** Does the FQDN resolve to the expected addresses, through the zone's authoritative servers and the resolver? */
 export async function checkDns(deps: RenewDeps, s: RenewSettings, expected: string[]): Promise<DnsCheck> {
   const problems: string[] = [];
-  const fqdn = s.fqdn.toLowerCase();
+  const fqdn = norm(s.fqdn);
   let leavesZone = false;
   const resolveVia = async (label: string, servers: string[] | undefined) => {
     try {
@@ -256,7 +257,6 @@ export async function checkDns(deps: RenewDeps, s: RenewSettings, expected: stri
   });
   const authoritative = servers ? await resolveVia("authoritative servers", servers) : [];
   const system = await resolveVia("resolver", s.resolvers);
-  const norm = (v: string) => v.toLowerCase().replace(/\.$/, "");
   const want = new Set(expected.map(norm));
   const expectsHostname = [...want].some((w) => isIP(w) === 0);
   // Something found (an address, or a name on the CNAME chain) must be expected. When only addresses are expected,
