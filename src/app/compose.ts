@@ -85,7 +85,18 @@ export function createApp(input: AppInput): App {
     zones.set(key, created);
     return created;
   };
-  const nameServersOf = (z: DnsZone) => authoritativeServers({ zone: z, lookup, override: config.dns.nameServers });
+  // A zone's name servers do not change during a run: ask ARM (and resolve their addresses) once per zone, not for
+  // every challenge and every DNS check. A failure is not cached, so a later call asks again.
+  const nameServers = new Map<DnsZone, Promise<string[]>>();
+  const nameServersOf = (z: DnsZone): Promise<string[]> => {
+    let found = nameServers.get(z);
+    if (!found) {
+      found = authoritativeServers({ zone: z, lookup, override: config.dns.nameServers });
+      found.catch(() => nameServers.delete(z));
+      nameServers.set(z, found);
+    }
+    return found;
+  };
 
   let acme: AcmeIssuer | undefined;
   const acmeIssuer = (): AcmeIssuer => {
