@@ -48,6 +48,13 @@ export const fields: Field[] = [
   f("verify.port", "number", "Port of azureml-fe's HTTPS listener for the TLS check."),
   f("verify.timeout", "duration", "How long the TLS check waits for azureml-fe to serve the new certificate while pods roll."),
   f("verify.interval", "duration", "Interval between TLS checks."),
+  f("daemon.schedule", "string", "amlcert daemon: when to check every target, as a cron expression (node-cron; 5 fields, or 6 with seconds first)."),
+  f("daemon.jitter", "duration", "amlcert daemon: each target runs up to this long after the scheduled time, at an offset fixed per target, so a fleet does not reach the CA at once."),
+  f("daemon.listen", "string", "amlcert daemon: host:port of the HTTP listener for /metrics, /healthz and /readyz."),
+  f("daemon.runAtStart", "boolean", "amlcert daemon: check every target once at start, before the first scheduled time."),
+  f("metrics.pushgateway", "string", "amlcert renew (CronJob mode): push the run's metrics to this Prometheus Pushgateway URL at the end of the run (grouping key job and target)."),
+  f("metrics.job", "string", "The job label of pushed metrics."),
+  f("history.configMap", "string", "ConfigMap in namespace azureml holding the durable renewal history (one key per target)."),
   f("log.level", "string", "trace, debug, info, warn or error."),
   f("log.format", "string", "auto (pretty on a TTY, JSON lines otherwise), json or pretty."),
 ];

@@ -7,6 +7,7 @@ import { parseDuration } from "./duration.js";
 import { parseServer } from "../dns-check/name-servers.js";
 import { CertificateKeyTypes } from "../acme/keys.js";
 import { CloudNames } from "../azure/cloud.js";
+import { cronProblem } from "../schedule/cron.js";
 
 export const DIRECTORY_PRESETS = {
   letsencrypt: "https://acme-v02.api.letsencrypt.org/directory",
@@ -170,6 +171,39 @@ export const configSchema = z
         port: z.number().int().min(1).max(65535).default(443),
         timeout: duration("5m"),
         interval: duration("5s"),
+      })
+      .strict()
+      .prefault({}),
+    daemon: z
+      .object({
+        schedule: z
+          .string()
+          .trim()
+          .default("0 */6 * * *")
+          .superRefine((v, ctx) => {
+            const problem = cronProblem(v);
+            if (problem) ctx.addIssue({ code: "custom", message: `"${v}" is not a cron expression (${problem}); e.g. "0 */6 * * *"` });
+          }),
+        jitter: duration("30m"),
+        listen: hostPort.default("0.0.0.0:9464"),
+        runAtStart: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({
+        pushgateway: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
+        job: z.string().trim().regex(/^[a-zA-Z_][a-zA-Z0-9_-]*$/, "must be a Prometheus job name").default("amlcert"),
+      })
+      .strict()
+      .prefault({}),
+    history: z
+      .object({
+        configMap: z
+          .string()
+          .trim()
+          .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-1123 label (lower case letters, digits, '-')")
+          .default("amlcert-history"),
       })
       .strict()
       .prefault({}),
