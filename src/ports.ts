@@ -135,10 +135,33 @@ export interface TlsProbe {
 /** Injectable time. */
 export interface Clock {
   now(): Date;
-  sleep(ms: number): Promise<void>;
+  /** Resolve after `ms`; reject with the signal's reason (an AbortError) as soon as `signal` aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/** The reason an aborted wait rejects with, when the signal carries none. */
+export function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException("the operation was aborted", "AbortError");
 }
 
 export const systemClock: Clock = {
   now: () => new Date(),
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  sleep: (ms, signal) =>
+    new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(abortReason(signal));
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(abortReason(signal!));
+      };
+      const timer = setTimeout(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    }),
 };
+
+/** Which external system a request went to, for the requests-by-status metric. */
+export type RequestSystem = "acme" | "arm" | "entra" | "kubernetes";
+/** Told of every HTTP response (status code as a string) or transport failure ("error") an adapter sees. */
+export type RequestObserver = (system: RequestSystem, status: string) => void;

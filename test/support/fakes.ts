@@ -55,7 +55,8 @@ export class FakeClock implements Clock {
     return new Date(this.t);
   }
 
-  async sleep(ms: number): Promise<void> {
+  async sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) throw abortReason(signal);
     this.sleeps.push(ms);
     this.t += Math.max(0, ms);
   }
