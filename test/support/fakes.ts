@@ -9,6 +9,7 @@
 import { X509Certificate } from "node:crypto";
 import { Writable } from "node:stream";
 import pino from "pino";
+import { abortReason } from "../../src/ports.js";
 import type {
   AcmeIssuer,
   Clock,
