@@ -11,7 +11,7 @@ import { AmlcertError, ExitCode, isAmlcertError } from "./errors.js";
 import { createLogger, serializeError, type Logger } from "./observability/logger.js";
 import { systemClock } from "./ports.js";
 import { createApp } from "./app/compose.js";
-import { runPlan, runRenew, worstExitCode } from "./app/run.js";
+import { exitCodeOf, runPlan, runRenew, worstExitCode } from "./app/run.js";
 import { formatPlanLine, formatRenewResult } from "./app/present.js";
 
 const USAGE = `amlcert: certificate renewal for Azure ML Kubernetes online endpoints
@@ -135,9 +135,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
       results.forEach((r) => write(r, formatPlanLine));
       return worstExitCode(results.map((r) => r.exitCode));
     }
-    const results = await runRenew(app, targets, logger);
-    results.forEach((r) => write(r.result, formatRenewResult));
-    return worstExitCode(results.map((r) => r.exitCode));
+    const results = await runRenew(app, targets);
+    results.forEach((r) => write(r, formatRenewResult));
+    return worstExitCode(results.map(exitCodeOf));
   } catch (err) {
     if (isAmlcertError(err)) {
       if (err.code === "CONFIG_INVALID") process.stderr.write(`amlcert: ${err.message}\n`);

@@ -109,8 +109,15 @@ export function atStage(err: unknown, stage: Stage): AmlcertError {
     if (err.stage === stage) return err;
     return new AmlcertError(err.code, stage, err.message, { cause: err.cause, details: err.details });
   }
+  // Not one of ours. A programming error (TypeError and kin) is a bug: exit 1, "please report". Anything else an
+  // adapter let through (a socket hang up) failed the stage like any other error of that stage.
   const message = err instanceof Error ? err.message : String(err);
-  return new AmlcertError("INTERNAL", stage, message, { cause: err });
+  return new AmlcertError("INTERNAL", stage, message, { cause: err, ...(isBug(err) ? { exitCode: ExitCode.Internal } : {}) });
+}
+
+/** Errors that only a defect in amlcert's own code (or a library it calls wrongly) produces. */
+export function isBug(err: unknown): boolean {
+  return err instanceof TypeError || err instanceof ReferenceError || err instanceof RangeError || err instanceof SyntaxError;
 }
 
 export function isAmlcertError(err: unknown): err is AmlcertError {

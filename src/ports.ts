@@ -39,6 +39,24 @@ export interface AcmeIssuer {
   issue(req: IssueRequest, solver: DnsChallengeSolver): Promise<IssuedCertificate>;
 }
 
+/** A certificate and its fresh key, as a source hands it over (not yet validated). */
+export interface ObtainedCertificate {
+  /** full chain PEM: leaf first */
+  chainPem: string;
+  /** PKCS#8 PEM, unencrypted */
+  keyPem: string;
+}
+
+/**
+ * How a certificate is obtained: ACME today (src/sources/acme-source.ts); a Key Vault certificate or an existing
+ * Kubernetes TLS secret later. The use case only knows this port, not orders and solvers.
+ */
+export interface CertificateSource {
+  /** a short name for logs, metrics and status, e.g. "acme" */
+  readonly kind: string;
+  obtain(req: { names: string[] }, signal?: AbortSignal): Promise<ObtainedCertificate>;
+}
+
 /** Azure DNS, for one zone. Names are absolute, lower case, without the trailing dot. */
 export interface DnsZone {
   readonly zone: string;

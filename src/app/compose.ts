@@ -1,19 +1,24 @@
 /**
  * The composition root: turns a validated configuration into adapters and use-case inputs. The only module that
  * knows every adapter; everything it builds is passed in, so the use case never touches an SDK or `process`.
+ *
+ * Process scope (built once, shared by every run of a daemon that ticks for weeks): the credential, SDK clients,
+ * the ACME client, DNS and TLS helpers, and one wiring per configured target (its clients, solver, lock and
+ * subscribers). Run scope (per renewTarget call): the Lease turn, the order and its TXT values, the events.
+ * Nothing here grows per run.
  */
 import { readFileSync } from "node:fs";
 import type { Config, KubernetesSourceConfig, TargetConfig, ZoneRefConfig } from "../config/schema.js";
 import { directoryUrl, secretModeOf } from "../config/schema.js";
 import { AmlcertError } from "../errors.js";
-import type { AcmeIssuer, Clock, DnsLookup, DnsZone, TlsProbe } from "../ports.js";
+import type { AcmeIssuer, Clock, DnsLookup, DnsZone, KubeCluster, TlsProbe } from "../ports.js";
 import type { Logger } from "../observability/logger.js";
 import { resolveCloud, type ResolvedCloud } from "../azure/cloud.js";
 import { createAzureCredential, type AzureCredential } from "../azure/credential.js";
 import { createAzureDnsZone } from "../azure-dns/azure-dns-zone.js";
 import { createExtensionClient } from "../extension/extension-client.js";
 import { createKubeCluster, type KubeSource } from "../kubernetes/kube-cluster.js";
-import { createLeaseLock, type LeaseLock } from "../kubernetes/lease-lock.js";
+import { createLeaseLock } from "../kubernetes/lease-lock.js";
 import { createDnsLookup } from "../dns-check/dns-lookup.js";
 import { authoritativeServers, parseServer } from "../dns-check/name-servers.js";
 import { createTlsProbe } from "../tls-probe/tls-probe.js";
@@ -21,9 +26,16 @@ import { createAcmeIssuer } from "../acme/acme-issuer.js";
 import { fileAccountKeyStore, secretAccountKeyStore, type AccountKeyStore } from "../acme/account-key-store.js";
 import { generateCertificateKey } from "../acme/keys.js";
 import { createDnsSolver, type DnsSolver } from "../renewal/dns-solver.js";
-import type { RenewDeps, RenewSettings } from "../renewal/renew.js";
+import type { RenewDeps, RenewSettings, RunLock } from "../renewal/deps.js";
+import type { EventSink } from "../renewal/events.js";
+import { createAcmeSource } from "../sources/acme-source.js";
+import { kubeEventsSink } from "../observability/kube-events.js";
+import { runLogSink } from "../observability/run-log.js";
+import { createRunLock } from "./run-lock.js";
 
 export const AZUREML_NAMESPACE = "azureml";
+/** A zone's name servers are asked again after this long (a daemon runs for weeks; delegations change rarely). */
+const NAME_SERVER_CACHE_MS = 10 * 60_000;
 
 export interface AppInput {
   config: Config;
@@ -32,28 +44,41 @@ export interface AppInput {
   logger: Logger;
   clock: Clock;
   force: boolean;
-  /** this run's identity in the Lease (pod name or host, and pid) */
+  /** this process's identity in the Lease (pod name or host, and pid) */
   holder: string;
+  /** more subscribers for a target's runs (metrics, history), built by the caller */
+  sinks?: (t: TargetConfig, kube: KubeCluster) => EventSink[];
 }
 
-/** A renewal holds the cluster's Lease at most this long; a crashed run's lease expires after it. */
-export const LEASE_TTL_SECONDS = 3600;
+export interface TargetWiring {
+  config: TargetConfig;
+  deps: RenewDeps;
+  settings: RenewSettings;
+  kube: KubeCluster;
+}
 
 export interface App {
   cloud: ResolvedCloud;
   azure: AzureCredential;
   lookup: DnsLookup;
   tlsProbe: TlsProbe;
+  /** the Azure sign-in, once per process (a failure is tried again on the next call) */
+  ready: () => Promise<void>;
   /** built lazily: `plan` never creates an ACME account */
   acme: () => AcmeIssuer;
-  target: (t: TargetConfig) => { deps: RenewDeps; settings: RenewSettings };
-  /** On SIGTERM/SIGINT: remove the TXT values of orders in flight and give up the Leases this run holds. */
+  /** one target's wiring, built on first use and reused by every later run */
+  target: (t: TargetConfig) => TargetWiring;
+  /** the Kubernetes cluster a source names (one client per cluster) */
+  cluster: (k: KubernetesSourceConfig) => KubeCluster;
+  /** On SIGTERM/SIGINT: remove the TXT values of orders in flight and give up the Leases, in parallel. */
   shutdown: () => Promise<void>;
 }
 
 export function kubeSource(k: KubernetesSourceConfig): KubeSource {
   return k.inCluster ? { kind: "in-cluster" } : { kind: "kubeconfig", path: k.kubeconfig, context: k.context };
 }
+
+const clusterKey = (k: KubernetesSourceConfig) => (k.inCluster ? "in-cluster" : `${k.kubeconfig ?? ""}#${k.context ?? ""}`);
 
 function readTrustBundle(path: string | undefined): string | undefined {
   if (!path) return undefined;
@@ -62,6 +87,23 @@ function readTrustBundle(path: string | undefined): string | undefined {
   } catch (err) {
     throw new AmlcertError("CONFIG_INVALID", "config", `verify.trustBundleFile: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
+}
+
+/** Built once per key, then reused: the process-scope caches below are all of this shape. */
+function once<K, V>(build: (key: K, id: string) => V, id: (key: K) => string): { get: (key: K) => V; values: () => V[] } {
+  const made = new Map<string, V>();
+  return {
+    get: (key) => {
+      const k = id(key);
+      let v = made.get(k);
+      if (v === undefined) {
+        v = build(key, k);
+        made.set(k, v);
+      }
+      return v;
+    },
+    values: () => [...made.values()],
+  };
 }
 
 export function createApp(input: AppInput): App {
@@ -74,40 +116,51 @@ export function createApp(input: AppInput): App {
   const azure = createAzureCredential({ cloud, env: input.env, logger });
   const lookup = createDnsLookup();
   const tlsProbe = createTlsProbe({ caPem: readTrustBundle(config.verify.trustBundleFile), timeoutMs: 10_000 });
+  // sign in once per process and log who we are; a failure is not kept, so a daemon's next run tries again
+  let signedIn: Promise<void> | undefined;
+  const ready = (): Promise<void> => {
+    signedIn ??= azure.identity().then((id) => {
+      logger.info(
+        { stage: "preflight", method: id.method, clientId: id.clientId, objectId: id.objectId, tenantId: id.tenantId, arm: cloud.resourceManagerEndpoint },
+        `Azure identity: ${id.method}${id.clientId ? ` (client ${id.clientId})` : ""}`,
+      );
+    });
+    signedIn.catch(() => (signedIn = undefined));
+    return signedIn;
+  };
   const arm = { credential: azure.credential, endpoint: cloud.resourceManagerEndpoint, scope: cloud.tokenScope, logger };
 
-  const zones = new Map<string, DnsZone>();
-  const zone = (ref: ZoneRefConfig): DnsZone => {
-    const key = `${ref.subscriptionId}/${ref.resourceGroup}/${ref.zone}`.toLowerCase();
-    const existing = zones.get(key);
-    if (existing) return existing;
-    const created = createAzureDnsZone({ ...arm, subscriptionId: ref.subscriptionId, resourceGroup: ref.resourceGroup, zone: ref.zone });
-    zones.set(key, created);
-    return created;
-  };
-  // A zone's name servers do not change during a run: ask ARM (and resolve their addresses) once per zone, not for
-  // every challenge and every DNS check. A failure is not cached, so a later call asks again.
-  const nameServers = new Map<DnsZone, Promise<string[]>>();
+  const zones = once(
+    (ref: ZoneRefConfig) => createAzureDnsZone({ ...arm, subscriptionId: ref.subscriptionId, resourceGroup: ref.resourceGroup, zone: ref.zone }),
+    (ref) => `${ref.subscriptionId}/${ref.resourceGroup}/${ref.zone}`.toLowerCase(),
+  );
+  // A zone's name servers do not change during a run: ask ARM (and resolve their addresses) once per zone and
+  // period, not for every challenge and every DNS check. A failure is not cached, so a later call asks again.
+  const nameServers = new Map<DnsZone, { at: number; servers: Promise<string[]> }>();
   const nameServersOf = (z: DnsZone): Promise<string[]> => {
-    let found = nameServers.get(z);
-    if (!found) {
-      found = authoritativeServers({ zone: z, lookup, override: config.dns.nameServers });
-      found.catch(() => nameServers.delete(z));
-      nameServers.set(z, found);
-    }
-    return found;
+    const now = clock.now().getTime();
+    const cached = nameServers.get(z);
+    if (cached && now - cached.at < NAME_SERVER_CACHE_MS) return cached.servers;
+    const servers = authoritativeServers({ zone: z, lookup, override: config.dns.nameServers });
+    servers.catch(() => nameServers.delete(z));
+    nameServers.set(z, { at: now, servers });
+    return servers;
   };
+
+  const clusters = once((k: KubernetesSourceConfig) => createKubeCluster({ source: kubeSource(k), namespace: AZUREML_NAMESPACE, logger }), clusterKey);
+  const locks = once(
+    (k: KubernetesSourceConfig): RunLock =>
+      createRunLock({ lease: createLeaseLock({ source: kubeSource(k), namespace: AZUREML_NAMESPACE, logger, clock }), holder: input.holder, clock, logger }),
+    clusterKey,
+  );
 
   let acme: AcmeIssuer | undefined;
   const acmeIssuer = (): AcmeIssuer => {
     if (acme) return acme;
     const a = config.acme;
-    let accountKeys: AccountKeyStore;
-    if (a.accountKey.file) accountKeys = fileAccountKeyStore(a.accountKey.file);
-    else {
-      const kube = createKubeCluster({ source: kubeSource(a.accountKey.kubernetes), namespace: AZUREML_NAMESPACE, logger });
-      accountKeys = secretAccountKeyStore(kube, a.accountKey.secret!);
-    }
+    const accountKeys: AccountKeyStore = a.accountKey.file
+      ? fileAccountKeyStore(a.accountKey.file)
+      : secretAccountKeyStore(clusters.get(a.accountKey.kubernetes), a.accountKey.secret!);
     acme = createAcmeIssuer({
       directoryUrl: directoryUrl(config),
       email: a.email,
@@ -120,13 +173,10 @@ export function createApp(input: AppInput): App {
     return acme;
   };
 
-  const inFlight: { solver: DnsSolver; lease: LeaseLock }[] = [];
-  const target = (t: TargetConfig) => {
-    const primary = zone(t.dnsZone);
-    const allZones = [primary, ...t.challengeZones.map(zone)];
-    const kube = createKubeCluster({ source: kubeSource(t.kubernetes), namespace: AZUREML_NAMESPACE, logger });
-    const lease = createLeaseLock({ source: kubeSource(t.kubernetes), namespace: AZUREML_NAMESPACE, logger, clock });
-    const lock = { acquire: () => lease.acquire(input.holder, LEASE_TTL_SECONDS), release: () => lease.release() };
+  const solvers: DnsSolver[] = [];
+  const targets = once((t: TargetConfig): TargetWiring => {
+    const primary = zones.get(t.dnsZone);
+    const kube = clusters.get(t.kubernetes);
     const extension = createExtensionClient({
       ...arm,
       subscriptionId: t.extension.subscriptionId,
@@ -138,7 +188,7 @@ export function createApp(input: AppInput): App {
       pollIntervalMs: config.extension.pollInterval,
     });
     const solver = createDnsSolver({
-      zones: allZones,
+      zones: [primary, ...t.challengeZones.map(zones.get)],
       lookup,
       nameServersOf,
       txtTtlSeconds: config.dns.txtTtl,
@@ -147,26 +197,23 @@ export function createApp(input: AppInput): App {
       clock,
       logger: logger.child({ fqdn: t.fqdn }),
     });
+    solvers.push(solver);
     // validated by the schema; a bare host keeps verify.port
-    inFlight.push({ solver, lease });
     const probe = t.probeAddress ? parseServer(t.probeAddress) : undefined;
     const explicitPort = t.probeAddress !== undefined && (/^\[[^\]]+\]:\d+$/.test(t.probeAddress) || /^[^:]+:\d+$/.test(t.probeAddress));
-    const probePort = explicitPort ? probe?.port : undefined;
     const deps: RenewDeps = {
+      ready,
       kube,
-      lock,
+      lock: locks.get(t.kubernetes),
       extension,
       zone: primary,
       lookup,
       nameServersOf,
-      get acme() {
-        return acmeIssuer();
-      },
-      solver,
+      source: createAcmeSource({ acme: acmeIssuer, solver, generateKey: () => generateCertificateKey(config.acme.keyType) }),
       tlsProbe,
-      generateKey: () => generateCertificateKey(config.acme.keyType),
       clock,
       logger,
+      events: [runLogSink(logger), kubeEventsSink(kube, t.secretName), ...(input.sinks?.(t, kube) ?? [])],
     };
     const settings: RenewSettings = {
       fqdn: t.fqdn,
@@ -178,22 +225,20 @@ export function createApp(input: AppInput): App {
       renewBeforeMs: config.renewal.renewBefore,
       force: input.force,
       expectedAddress: t.expectedAddress,
-      probe: { host: probe?.host, port: probePort ?? config.verify.port },
+      probe: { host: probe?.host, port: (explicitPort ? probe?.port : undefined) ?? config.verify.port },
       manageRecord: t.manageRecord,
       recordTtlSeconds: 300,
       resolvers: config.dns.resolvers,
       verifyTimeoutMs: config.verify.timeout,
       verifyIntervalMs: config.verify.interval,
     };
-    return { deps, settings };
-  };
+    return { config: t, deps, settings, kube };
+  }, (t) => t.fqdn);
 
+  // TXT clean-up and Lease release side by side: a slow ARM must not keep the Lease held
   const shutdown = async () => {
-    await Promise.all(inFlight.map(async ({ solver, lease }) => {
-      await solver.cleanupOutstanding();
-      await lease.release();
-    }));
+    await Promise.all([...solvers.map((s) => s.cleanupOutstanding()), ...locks.values().map((l) => l.release())]);
   };
 
-  return { cloud, azure, lookup, tlsProbe, acme: acmeIssuer, target, shutdown };
+  return { cloud, azure, lookup, tlsProbe, ready, acme: acmeIssuer, target: targets.get, cluster: clusters.get, shutdown };
 }

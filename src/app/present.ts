@@ -2,13 +2,13 @@
  * What a person sees on a terminal: one readable line per target. Scripts and CronJobs (stdout not a TTY, or
  * --json) get the same facts as one JSON object per line.
  */
-import type { TargetResult } from "../renewal/renew.js";
+import type { TargetOutcome } from "../renewal/events.js";
 import type { PlanLine } from "./run.js";
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 const yesNo = (ok: boolean, what: string) => `${what} ${ok ? "ok" : "FAILED"}`;
 
-export function formatRenewResult(r: TargetResult): string {
+export function formatRenewResult(r: TargetOutcome): string {
   switch (r.action) {
     case "renewed":
       return `${r.fqdn}: renewed (${r.reason}) serial ${r.serial}, valid until ${r.notAfter}, secret ${r.secret}; ${yesNo(r.dnsOk, "DNS")}, ${yesNo(r.servingOk, "serving")} [${seconds(r.durationMs)}]`;
@@ -17,7 +17,7 @@ export function formatRenewResult(r: TargetResult): string {
     case "skipped":
       return `${r.fqdn}: skipped (${r.reason}): another amlcert run holds the cluster's Lease`;
     case "failed":
-      return `${r.fqdn}: FAILED at ${r.error?.stage} (${r.error?.code}): ${r.error?.message}${r.secret ? ` [new certificate stored in ${r.secret}]` : ""}`;
+      return `${r.fqdn}: FAILED at ${r.error?.stage} (${r.error?.code}): ${r.error?.message}${r.storedSecret ? ` [new certificate stored in ${r.storedSecret}]` : ""}`;
   }
 }
 

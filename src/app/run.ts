@@ -1,11 +1,15 @@
 /**
- * Run a command over the selected targets: identity preflight once, then each target in turn. One target's failure
- * does not stop the others; the exit code is the worst of them (3 before 4: a failed renewal outranks a failed check).
+ * Run a command over the selected targets, each in turn. One target's failure does not stop the others; the exit
+ * code is the worst of them (3 before 4: a failed renewal outranks a failed check).
  */
-import { AmlcertError, ExitCode, atStage, isAmlcertError } from "../errors.js";
+import { ExitCode, isAmlcertError } from "../errors.js";
 import type { TargetConfig } from "../config/schema.js";
 import type { Logger } from "../observability/logger.js";
-import { checkDns, emptyResult, inspectTarget, renewTarget, type TargetResult } from "../renewal/renew.js";
+import { renewTarget } from "../renewal/renew.js";
+import type { TargetOutcome } from "../renewal/events.js";
+import { inspectTarget } from "../renewal/inspect.js";
+import { checkDns } from "../renewal/verify-dns.js";
+import { outcomeError } from "../renewal/recorder.js";
 import type { App } from "./compose.js";
 
 const SEVERITY: Record<number, number> = { [ExitCode.Ok]: 0, [ExitCode.VerificationFailed]: 1, [ExitCode.RenewalFailed]: 2, [ExitCode.Config]: 3, [ExitCode.Internal]: 4 };
@@ -14,50 +18,13 @@ export function worstExitCode(codes: number[]): number {
   return codes.reduce((worst, c) => ((SEVERITY[c] ?? 4) > (SEVERITY[worst] ?? 0) ? c : worst), ExitCode.Ok as number);
 }
 
-/** Sign in once per run and log who we are. The error, if any, is reported on every target. */
-async function preflightIdentity(app: App, logger: Logger): Promise<AmlcertError | undefined> {
-  let id;
-  try {
-    id = await app.azure.identity();
-  } catch (err) {
-    return atStage(err, "preflight");
-  }
-  logger.info(
-    { stage: "preflight", method: id.method, clientId: id.clientId, objectId: id.objectId, tenantId: id.tenantId, arm: app.cloud.resourceManagerEndpoint },
-    `Azure identity: ${id.method}${id.clientId ? ` (client ${id.clientId})` : ""}`,
-  );
-  return undefined;
-}
+export const exitCodeOf = (o: TargetOutcome): number => o.error?.exitCode ?? ExitCode.Ok;
 
-export async function runRenew(app: App, targets: TargetConfig[], logger: Logger): Promise<{ result: TargetResult; exitCode: number }[]> {
-  const out: { result: TargetResult; exitCode: number }[] = [];
-  const identityError = await preflightIdentity(app, logger);
+export async function runRenew(app: App, targets: TargetConfig[], signal?: AbortSignal): Promise<TargetOutcome[]> {
+  const out: TargetOutcome[] = [];
   for (const t of targets) {
     const { deps, settings } = app.target(t);
-    const started = Date.now();
-    const log = logger.child({ fqdn: t.fqdn });
-    const progress = emptyResult(t.fqdn);
-    try {
-      if (identityError) throw identityError;
-      log.info({ stage: "plan" }, `checking ${t.fqdn}`);
-      const result = await renewTarget(deps, settings, progress);
-      const summary = { renewed: "renewed, rolled out and verified", none: "nothing to do", skipped: "skipped", failed: "failed" }[result.action];
-      log.info({ result }, summary);
-      out.push({ result, exitCode: ExitCode.Ok });
-    } catch (err) {
-      const e = isAmlcertError(err) ? err : atStage(err, "plan");
-      log.error({ stage: e.stage, err: e }, `${e.stage} failed: ${e.message}`);
-      out.push({
-        result: {
-          ...progress,
-          action: "failed",
-          reason: progress.reason || e.code,
-          durationMs: Date.now() - started,
-          error: { code: e.code, stage: e.stage, message: e.message },
-        },
-        exitCode: isAmlcertError(err) ? e.exitCode : ExitCode.Internal,
-      });
-    }
+    out.push(await renewTarget(deps, settings, signal));
   }
   return out;
 }
@@ -79,11 +46,10 @@ export interface PlanLine {
 
 export async function runPlan(app: App, targets: TargetConfig[], logger: Logger): Promise<PlanLine[]> {
   const out: PlanLine[] = [];
-  const identityError = await preflightIdentity(app, logger);
   for (const t of targets) {
     const { deps, settings } = app.target(t);
     try {
-      if (identityError) throw identityError;
+      await app.ready();
       const i = await inspectTarget(deps, settings);
       const dns = await checkDns(deps, settings, i.expected);
       const line: PlanLine = {
@@ -103,8 +69,8 @@ export async function runPlan(app: App, targets: TargetConfig[], logger: Logger)
       for (const w of line.warnings) logger.warn({ stage: "plan", fqdn: t.fqdn }, w);
       out.push(line);
     } catch (err) {
-      const e = isAmlcertError(err) ? err : atStage(err, "plan");
-      logger.error({ stage: e.stage, fqdn: t.fqdn, err: e }, e.message);
+      const e = outcomeError(err, "preflight");
+      logger.error({ stage: e.stage, fqdn: t.fqdn, err: isAmlcertError(err) ? err : e }, e.message);
       out.push({ fqdn: t.fqdn, action: "error", reason: e.code, message: e.message, warnings: [], error: { code: e.code, stage: e.stage, message: e.message }, exitCode: e.exitCode });
     }
   }

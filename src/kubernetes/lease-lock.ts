@@ -10,9 +10,18 @@ import { AmlcertError } from "../errors.js";
 import { systemClock, type Clock } from "../ports.js";
 import { apiFailure, kubeError, lazyKubeApis, type KubeCall, type KubeLogger, type KubeSource } from "./kube-client.js";
 
+export interface LeaseAttempt {
+  acquired: boolean;
+  /** when not acquired: who holds it and when their lease lapses unless renewed (ms since the epoch) */
+  holder?: string;
+  expiresAt?: number;
+}
+
 export interface LeaseLock {
   readonly name: string;
-  /** Take or renew the lease for `holder`. false when another holder's lease has not expired, or another run won a race. */
+  /** Take or renew the lease for `holder`. Not acquired when another holder's lease has not expired, or another run won a race. */
+  tryAcquire(holder: string, ttlSeconds: number): Promise<LeaseAttempt>;
+  /** tryAcquire, as a yes or no */
   acquire(holder: string, ttlSeconds: number): Promise<boolean>;
   /** Give the lease up if this lock still holds it (best effort: logs and never throws). */
   release(): Promise<void>;
@@ -64,7 +73,7 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
 
   const micro = (ms: number) => new V1MicroTime(ms);
 
-  const acquire = async (holder: string, ttlSeconds: number): Promise<boolean> => {
+  const tryAcquire = async (holder: string, ttlSeconds: number): Promise<LeaseAttempt> => {
     if (!holder) throw new AmlcertError("INTERNAL", "preflight", "lease holder identity must not be empty");
     const duration = Math.max(1, Math.ceil(ttlSeconds));
     const now = clock.now().getTime();
@@ -75,11 +84,11 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
         await apis().coordination.createNamespacedLease({ namespace, body: { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: { name, namespace }, spec } });
         heldBy = holder;
         logger.info({ lease: name, namespace, holder, ttlSeconds: duration }, "acquired lease");
-        return true;
+        return { acquired: true };
       } catch (err) {
         if (apiFailure(err)?.code !== 409) throw fail(err, "create");
         lease = await read(); // someone created it first: judge their lease like any other
-        if (!lease) return false;
+        if (!lease) return { acquired: false };
       }
     }
     const spec = lease.spec ?? {};
@@ -88,7 +97,7 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
     const expiresAt = renewed === undefined ? 0 : renewed + (spec.leaseDurationSeconds ?? 0) * 1000;
     if (current && current !== holder && expiresAt > now) {
       logger.info({ lease: name, namespace, holder: current, expiresAt: new Date(expiresAt).toISOString() }, "lease is held by another run");
-      return false;
+      return { acquired: false, holder: current, expiresAt };
     }
     const takeover = current !== holder;
     const next: V1LeaseSpec = {
@@ -107,15 +116,17 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
     } catch (err) {
       if (apiFailure(err)?.code === 409) {
         logger.info({ lease: name, namespace }, "another run changed the lease first");
-        return false;
+        return { acquired: false };
       }
       throw fail(err, "update");
     }
     heldBy = holder;
     if (takeover) logger.info({ lease: name, namespace, holder, previous: current || undefined, ttlSeconds: duration }, current ? "took over expired lease" : "acquired lease");
     else logger.debug({ lease: name, namespace, holder }, "renewed lease");
-    return true;
+    return { acquired: true };
   };
+  const acquire = async (holder: string, ttlSeconds: number) => (await tryAcquire(holder, ttlSeconds)).acquired;
+
 
   const release = async (): Promise<void> => {
     const holder = heldBy;
@@ -142,5 +153,5 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
     }
   };
 
-  return { name, acquire, release };
+  return { name, tryAcquire, acquire, release };
 }

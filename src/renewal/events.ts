@@ -12,6 +12,8 @@ export interface OutcomeError {
   code: ErrorCode | string;
   stage: Stage;
   message: string;
+  /** the documented exit code this failure maps to (src/errors.ts ExitCode): 1 for an internal error */
+  exitCode: number;
 }
 
 /** The facts of one run for one target: what the CLI prints, what the history and the metrics record. */
@@ -20,13 +22,15 @@ export interface TargetOutcome {
   action: RunAction;
   /** a renewal reason (plan.ts), LockHeld, or the error code of a failure before planning */
   reason: string;
-  /** the certificate in place after the run (the new one when renewed) */
+  /** the certificate in place after the run: the one rolled out by this run, else the one planned on */
   serial?: string;
   notBefore?: string;
   notAfter?: string;
   /** when the certificate in place is due for renewal */
   renewAt?: string;
   secret?: string;
+  /** the version this run stored or reused, when it got that far (rolled out or not) */
+  storedSecret?: string;
   extensionUpdated: boolean;
   dnsOk: boolean;
   servingOk: boolean;
@@ -45,24 +49,42 @@ export type RenewalEvent =
   | { type: "run-started"; fqdn: string; at: Date }
   | { type: "stage-started"; fqdn: string; stage: Stage; at: Date }
   | { type: "stage-finished"; fqdn: string; stage: Stage; at: Date; durationMs: number; ok: boolean }
-  | { type: "planned"; fqdn: string; at: Date; renew: boolean; reason: string; message: string; current?: CertificateFacts }
+  | { type: "planned"; fqdn: string; at: Date; renew: boolean; reason: string; message: string; secret?: string; current?: CertificateFacts }
+  | { type: "dns-checked"; fqdn: string; at: Date; ok: boolean; problems: string[] }
   | { type: "stored"; fqdn: string; at: Date; secret: string; reused: boolean; certificate: CertificateFacts }
   | { type: "rolled-out"; fqdn: string; at: Date; secret: string; changed: boolean }
-  | { type: "verified"; fqdn: string; at: Date; secret: string; dnsOk: boolean; servingOk: boolean; problem?: string }
+  /** after a rollout (newCertificate) or, with nothing to renew, of the certificate in place */
+  | { type: "verified"; fqdn: string; at: Date; secret: string; newCertificate: boolean; dnsOk: boolean; servingOk: boolean; problem?: string }
   | { type: "run-finished"; fqdn: string; at: Date; outcome: TargetOutcome };
 
 export type RenewalEventType = RenewalEvent["type"];
-export type EventSink = (event: RenewalEvent) => void;
+/** A subscriber. One that returns a promise (a Kubernetes Event, a history write) is awaited by `flush`. */
+export type EventSink = (event: RenewalEvent) => void | Promise<void>;
 
-/** Fan one event out to every subscriber. A subscriber that throws never breaks the run (nor the others). */
-export function fanOut(sinks: EventSink[], onError?: (err: unknown, event: RenewalEvent) => void): EventSink {
-  return (event) => {
+export interface EventBus {
+  emit: (event: RenewalEvent) => void;
+  /** Wait for every asynchronous subscriber's work on the events emitted so far. */
+  flush(): Promise<void>;
+}
+
+/** Fan each event out to every subscriber. A subscriber that throws or rejects never breaks the run (nor the others). */
+export function createEventBus(sinks: EventSink[], onError: (err: unknown, event: RenewalEvent) => void): EventBus {
+  const pending = new Set<Promise<void>>();
+  const emit = (event: RenewalEvent) => {
     for (const sink of sinks) {
       try {
-        sink(event);
+        const p = sink(event);
+        if (p) {
+          const tracked: Promise<void> = p.catch((err: unknown) => onError(err, event)).finally(() => pending.delete(tracked));
+          pending.add(tracked);
+        }
       } catch (err) {
-        onError?.(err, event);
+        onError(err, event);
       }
     }
   };
+  const flush = async () => {
+    while (pending.size > 0) await Promise.all([...pending]);
+  };
+  return { emit, flush };
 }

@@ -1,3 +1,4 @@
+import type { OutcomeError, TargetOutcome } from "../../src/renewal/events.js";
 import { expect } from "vitest";
 import { AmlcertError } from "../../src/errors.js";
 
@@ -9,4 +10,12 @@ export async function amlcertFailure(p: Promise<unknown>): Promise<AmlcertError>
   );
   expect(err).toBeInstanceOf(AmlcertError);
   return err as AmlcertError;
+}
+
+/** A run that must have failed: its outcome's error (code, stage, message, exitCode). */
+export async function failedRun(p: Promise<TargetOutcome>): Promise<OutcomeError> {
+  const outcome = await p;
+  expect(outcome.action).toBe("failed");
+  expect(outcome.error).toBeDefined();
+  return outcome.error!;
 }

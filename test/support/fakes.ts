@@ -29,7 +29,10 @@ import type {
 } from "../../src/ports.js";
 import { AmlcertError } from "../../src/errors.js";
 import type { Logger } from "../../src/observability/logger.js";
-import { AZUREML_EXTENSION_TYPE, type RenewDeps } from "../../src/renewal/renew.js";
+import { AZUREML_EXTENSION_TYPE } from "../../src/renewal/inspect.js";
+import type { RenewDeps } from "../../src/renewal/deps.js";
+import { createAcmeSource } from "../../src/sources/acme-source.js";
+import { kubeEventsSink } from "../../src/observability/kube-events.js";
 import { createDnsSolver } from "../../src/renewal/dns-solver.js";
 
 const norm = (name: string) => name.toLowerCase().replace(/\.$/, "");
@@ -578,6 +581,8 @@ export interface MakeDepsOptions {
   txtTtlSeconds?: number;
   propagationTimeoutMs?: number;
   propagationIntervalMs?: number;
+  /** the target's secretName (base), for Kubernetes Events on failures before a version is stored */
+  secretName?: string;
 }
 
 export interface FakeWorld {
@@ -630,12 +635,11 @@ export function makeDeps(opts: MakeDepsOptions = {}): FakeWorld {
     zone,
     lookup,
     nameServersOf,
-    acme,
-    solver,
+    source: createAcmeSource({ acme: () => acme, solver, generateKey: keys.generate }),
     tlsProbe,
-    generateKey: keys.generate,
     clock,
     logger,
+    events: [kubeEventsSink(kube, opts.secretName ?? "azureml-tls")],
   };
   return { deps, kube, extension, zone, challengeZones, lookup, acme, tlsProbe, keys, clock };
 }

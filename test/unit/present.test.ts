@@ -11,8 +11,13 @@ describe("terminal output", () => {
   });
 
   it("a failure names the stage and the code, and where the new certificate is if one was stored", () => {
-    const line = formatRenewResult({ ...base, action: "failed", reason: "Forced", secret: "aml-tls-x", servingOk: false, error: { code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", message: "old serial" } });
+    const line = formatRenewResult({ ...base, action: "failed", reason: "Forced", secret: "aml-tls-x", storedSecret: "aml-tls-x", servingOk: false, error: { code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", message: "old serial", exitCode: 4 } });
     expect(line).toBe("ml.contoso.test: FAILED at verify-tls (TLS_OLD_CERT_SERVED): old serial [new certificate stored in aml-tls-x]");
+  });
+
+  it("a failure before anything was stored names no stored certificate", () => {
+    const line = formatRenewResult({ ...base, action: "failed", reason: "InRenewalWindow", secret: "aml-tls", extensionUpdated: false, servingOk: false, error: { code: "ACME_REJECTED", stage: "acme-order", message: "rejected", exitCode: 3 } });
+    expect(line).toBe("ml.contoso.test: FAILED at acme-order (ACME_REJECTED): rejected");
   });
 
   it("a plan line gives the decision, the current secret and each warning on its own line", () => {

@@ -2,25 +2,29 @@ import { createHash, X509Certificate } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { AmlcertError, ExitCode } from "../../src/errors.js";
 import { describe as describeCert } from "../../src/certs/certificate.js";
+import { renewTarget } from "../../src/renewal/renew.js";
+import { inspectTarget } from "../../src/renewal/inspect.js";
+import type { RenewSettings } from "../../src/renewal/deps.js";
 import {
   ANNOTATION,
   LABEL_FQDN_HASH,
   LABEL_MANAGED_BY,
   LABEL_SECRET_BASE,
-  inspectTarget,
-  renewTarget,
   MAX_ROLLOUT_FAILURES,
-  secretFor,
+  secretFor as versionSecret,
   versionedSecretName,
-  type RenewSettings,
-} from "../../src/renewal/renew.js";
+  type RolloutState,
+} from "../../src/renewal/certificate-version.js";
 import { days, encryptKey, makeLeaf, makeTestCa, type TestIssuer, type TestLeaf } from "../support/certs.js";
 import { makeDeps, recordingLogger, type FakeWorld, type MakeDepsOptions } from "../support/fakes.js";
-import { amlcertFailure } from "../support/assertions.js";
+import { failedRun } from "../support/assertions.js";
 
 const T0 = new Date("2026-05-01T12:00:00Z");
 const at = (offsetMs: number) => new Date(T0.getTime() + offsetMs);
 const HOUR = 3_600_000;
+/** the secret a version is stored in (the old positional shape, kept for the tests' readability) */
+const secretFor = (name: string, base: string, fqdn: string, names: string[], chainPem: string, keyPem: string, leaf: ReturnType<typeof describeCert>, rollout?: RolloutState) =>
+  versionSecret({ name, base, fqdn, names, chainPem, keyPem, leaf }, rollout);
 const FQDN = "ml.contoso.test";
 const BASE = "azureml-tls";
 const INGRESS_IP = "20.30.40.50";
@@ -141,7 +145,7 @@ describe("renewTarget: when the certificate in place is up to date", () => {
     pointExtensionAt(w, "azureml-tls-current");
     w.tlsProbe.serials = [dueCert.serialNumber];
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", exitCode: ExitCode.VerificationFailed });
     expect(err.message).toContain("scoringFe.sslCert");
@@ -155,7 +159,7 @@ describe("renewTarget: when the certificate in place is up to date", () => {
     pointExtensionAt(w, "azureml-tls-current");
     w.tlsProbe.authorized = false;
 
-    expect(await amlcertFailure(renewTarget(w.deps, settings()))).toMatchObject({ code: "TLS_OLD_CERT_SERVED", exitCode: 4 });
+    expect(await failedRun(renewTarget(w.deps, settings()))).toMatchObject({ code: "TLS_OLD_CERT_SERVED", exitCode: 4 });
     expectZeroWrites(w);
   });
 
@@ -165,7 +169,7 @@ describe("renewTarget: when the certificate in place is up to date", () => {
     pointExtensionAt(w, "azureml-tls-current");
     w.tlsProbe.failure = new Error("connect ETIMEDOUT");
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
     expect(err).toMatchObject({ code: "TLS_PROBE_FAILED", stage: "verify-tls", exitCode: 4 });
     expect(err.message).toContain(`${INGRESS_IP}:443`);
     expectZeroWrites(w);
@@ -274,7 +278,7 @@ describe("renewTarget: first issuance (the extension names no sslSecret)", () =>
     w.kube.services.set("azureml-fe", { type: "ClusterIP", ips: [], hostnames: [], clusterIP: "10.0.0.10" });
     caIssues(w, issued);
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "DNS_MISMATCH", stage: "verify-dns", exitCode: 4 });
     expect(err.message).toContain("expectedAddress");
@@ -319,7 +323,7 @@ describe("renewTarget: the issued certificate is validated before anything is wr
       const before = secretContent(w, "azureml-tls-current");
       c.arrange(w);
 
-      const err = await amlcertFailure(renewTarget(w.deps, settings()));
+      const err = await failedRun(renewTarget(w.deps, settings()));
 
       expect(err).toMatchObject({ code: "CERT_INVALID", stage: "validate", exitCode: ExitCode.RenewalFailed });
       expect(err.message).toMatch(c.mentions);
@@ -337,7 +341,7 @@ describe("renewTarget: the issued certificate is validated before anything is wr
     pointExtensionAt(w, "azureml-tls-current");
     caIssues(w, shorterCert);
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings({ force: true })));
+    const err = await failedRun(renewTarget(w.deps, settings({ force: true })));
 
     expect(err).toMatchObject({ code: "CERT_NOT_NEWER", stage: "validate", exitCode: 3 });
     expect(err.message).toContain("not later than the one in place");
@@ -349,7 +353,7 @@ describe("renewTarget: the issued certificate is validated before anything is wr
     caIssues(w, issued);
     w.acme.failure = new AmlcertError("ACME_REJECTED", "acme-order", "the CA rejected the order: rateLimited");
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "ACME_REJECTED", stage: "acme-order", exitCode: 3 });
     expectZeroWrites(w);
@@ -362,7 +366,7 @@ describe("renewTarget: preflight", () => {
     const w = world({ extension: { extensionType: "Microsoft.Flux" } });
     caIssues(w, issued);
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "EXTENSION_WRONG_TYPE", stage: "preflight", exitCode: 3 });
     expect(err.message).toContain("Microsoft.Flux");
@@ -375,7 +379,7 @@ describe("renewTarget: preflight", () => {
     const w = world({ extension: { configurationSettings: { allowInsecureConnections: "True" } } });
     caIssues(w, issued);
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "EXTENSION_INSECURE", stage: "preflight", exitCode: 3 });
     expect(err.message).toContain("allowInsecureConnections");
@@ -428,7 +432,7 @@ describe("renewTarget: the extension update fails", () => {
     caIssues(w, issued);
     w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "the extension update operation ended Failed");
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "EXTENSION_LRO_FAILED", stage: "extension", exitCode: ExitCode.RenewalFailed });
     const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
@@ -449,7 +453,7 @@ describe("renewTarget: the extension update fails", () => {
     caIssues(w, issued);
     w.extension.failUpdate = new Error("socket hang up");
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ stage: "extension", exitCode: 3 });
     expect(err.message).toContain("socket hang up");
@@ -466,7 +470,7 @@ describe("renewTarget: the extension update fails", () => {
       return issued.chainPem;
     };
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
+    const err = await failedRun(renewTarget(w.deps, settings({ secretMode: "fixed" })));
 
     expect(err).toMatchObject({ code: "KUBE_CONFLICT", stage: "store", exitCode: 3 });
     expect(secretContent(w, BASE)).toEqual({ cert: older.chainPem, key: older.keyPem });
@@ -481,7 +485,7 @@ describe("renewTarget: the extension update fails", () => {
     w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "Failed: E40007 INVALID_SSL_SETTING");
     w.kube.failWrite = (x) => (x.data["cert.pem"]!.toString() === dueCert.chainPem ? new Error("connection reset") : undefined);
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
+    const err = await failedRun(renewTarget(w.deps, settings({ secretMode: "fixed" })));
 
     expect(err).toMatchObject({ code: "EXTENSION_LRO_FAILED", stage: "extension", exitCode: 3 });
     expect(err.message).toMatch(/could not be put back in secret azureml-tls .*now holds the new certificate/);
@@ -495,7 +499,7 @@ describe("renewTarget: the extension update fails", () => {
     caIssues(w, issued);
     w.extension.failUpdate = new AmlcertError("EXTENSION_TIMEOUT", "extension", "the extension update did not finish in 30m");
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
+    const err = await failedRun(renewTarget(w.deps, settings({ secretMode: "fixed" })));
 
     expect(err).toMatchObject({ code: "EXTENSION_TIMEOUT", stage: "extension", exitCode: 3 });
     expect(w.kube.writes.map((x) => x.name)).toEqual([BASE, BASE]);
@@ -534,7 +538,7 @@ describe("renewTarget: a stored certificate that was never rolled out", () => {
     pointExtensionAt(w, "azureml-tls-current");
     caIssues(w, issued);
     w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "Failed");
-    await amlcertFailure(renewTarget(w.deps, settings()));
+    await failedRun(renewTarget(w.deps, settings()));
     w.extension.failUpdate = undefined;
 
     const r = await renewTarget(w.deps, settings());
@@ -621,7 +625,7 @@ describe("renewTarget: verifying that azureml-fe serves the new certificate", ()
     caIssues(w, issued);
     w.tlsProbe.serials = [dueCert.serialNumber];
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", exitCode: ExitCode.VerificationFailed });
     expect(err.message).toContain("scoringFe.sslCert");
@@ -658,7 +662,7 @@ describe("renewTarget: verifying that azureml-fe serves the new certificate", ()
     w.tlsProbe.authorized = false;
     w.tlsProbe.authorizationError = "UNABLE_TO_GET_ISSUER_CERT_LOCALLY";
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", exitCode: 4 });
     expect(err.message).toContain("UNABLE_TO_GET_ISSUER_CERT_LOCALLY");
@@ -670,7 +674,7 @@ describe("renewTarget: verifying that azureml-fe serves the new certificate", ()
     w.tlsProbe.serials = ["01"];
     w.deps.clock = { now: () => T0, sleep: async () => undefined };
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings({ verifyTimeoutMs: 60_000, verifyIntervalMs: 5_000 })));
+    const err = await failedRun(renewTarget(w.deps, settings({ verifyTimeoutMs: 60_000, verifyIntervalMs: 5_000 })));
 
     expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", exitCode: 4 });
     expect(w.tlsProbe.calls).toHaveLength(13);
@@ -683,7 +687,7 @@ describe("renewTarget: verifying that azureml-fe serves the new certificate", ()
     caIssues(w, issued);
     w.tlsProbe.serials = [dueCert.serialNumber];
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings({ secretMode: "fixed" })));
+    const err = await failedRun(renewTarget(w.deps, settings({ secretMode: "fixed" })));
 
     expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", exitCode: 4 });
     expect(err.message).toContain("secretMode: versioned");
@@ -713,7 +717,7 @@ describe("renewTarget: DNS", () => {
     caIssues(w, issued);
     w.lookup.resolverAnswers.set(FQDN, [{ addresses: ["203.0.113.9"], cnames: [] }]);
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "DNS_MISMATCH", stage: "verify-dns", exitCode: ExitCode.VerificationFailed });
     expect(err.message).toContain("203.0.113.9");
@@ -729,7 +733,7 @@ describe("renewTarget: DNS", () => {
     caIssues(w, issued);
     w.lookup.resolverAnswers.set(FQDN, [{ addresses: [INGRESS_IP], cnames: [] }]);
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "DNS_MISMATCH", exitCode: 4 });
     expect(err.message).toContain("authoritative servers answer 198.51.100.7");
@@ -808,7 +812,7 @@ describe("renewTarget: DNS", () => {
     w.zone.failUpsert = new AmlcertError("AZURE_FORBIDDEN", "dns-challenge", "A/write denied");
     caIssues(w, issued);
 
-    const err = await amlcertFailure(renewTarget(w.deps, settings({ manageRecord: true })));
+    const err = await failedRun(renewTarget(w.deps, settings({ manageRecord: true })));
 
     // the renewal itself went through; only the check after rollout reports the wrong address
     expect(err).toMatchObject({ code: "DNS_MISMATCH", stage: "verify-dns", exitCode: 4 });
@@ -927,7 +931,7 @@ describe("renewTarget: the cluster Lease", () => {
     await renewTarget(w.deps, settings());
     expect(calls).toEqual(["acquire", "release"]);
     w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "boom");
-    await amlcertFailure(renewTarget(w.deps, settings({ force: true })));
+    await failedRun(renewTarget(w.deps, settings({ force: true })));
     expect(calls).toEqual(["acquire", "release", "acquire", "release"]);
   });
 });
@@ -938,7 +942,7 @@ describe("renewTarget: Kubernetes events", () => {
     const w = world();
     caIssues(w, await makeLeaf(intermediate, [FQDN], T0, new Date(T0.getTime() + days(90))));
     w.acme.failure = new AmlcertError("ACME_REJECTED", "acme-order", "rejectedIdentifier: policy forbids");
-    const err = await amlcertFailure(renewTarget(w.deps, settings()));
+    const err = await failedRun(renewTarget(w.deps, settings()));
     expect(err.exitCode).toBe(ExitCode.RenewalFailed);
     expect(w.kube.events).toEqual([expect.objectContaining({ secretName: BASE, type: "Warning", reason: "RenewalFailed", message: expect.stringMatching(/^acme-order: rejectedIdentifier/) })]);
     expectZeroWrites(w);
@@ -965,7 +969,7 @@ describe("renewTarget: a broken certificate in place sets no bar", () => {
     w.kube.seedSecret({ name: "commercial-tls", data: { "cert.pem": yearLong.chainPem, "key.pem": yearLong.keyPem } });
     pointExtensionAt(w, "commercial-tls");
     caIssues(w, issued);
-    const err = await amlcertFailure(renewTarget(w.deps, settings({ force: true })));
+    const err = await failedRun(renewTarget(w.deps, settings({ force: true })));
     expect(err).toMatchObject({ code: "CERT_NOT_NEWER", stage: "validate", exitCode: 3 });
     expect(err.message).toMatch(/not later than the one in place/);
     expectZeroWrites(w);

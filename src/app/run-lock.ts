@@ -1,0 +1,104 @@
+/**
+ * The run lock over a cluster's Lease, in client-go's leader-election manner:
+ *   - one holder identity per process (pod name or host, and pid);
+ *   - a short lease (LEASE_DURATION_SECONDS), renewed every third of it while a run holds it, so a crashed holder
+ *     blocks the next run for at most that long, not an hour;
+ *   - a run that finds the lease held waits, bounded, when the holder's lease lapses within the wait (a crashed run:
+ *     its CronJob retry pod must renew, not report "skipped"); a live holder keeps renewing, and then the run is skipped;
+ *   - within one process, runs on the same cluster take turns (the Lease alone would let the same holder in twice);
+ *   - renewal failures (the lease was taken over) abort the run through its signal.
+ */
+import type { Clock } from "../ports.js";
+import type { LeaseAttempt, LeaseLock } from "../kubernetes/lease-lock.js";
+import type { LogSink } from "../observability/logger.js";
+import type { RunLock } from "../renewal/deps.js";
+
+/** client-go's defaults are 15 s lease / 10 s renew deadline for controllers; a renewal run is slower and rarer. */
+export const LEASE_DURATION_SECONDS = 90;
+/** Waiting longer than a lease duration plus this for a lapsing lease means its holder is alive and renewing. */
+const WAIT_SLACK_MS = 15_000;
+/** How often a waiting run looks at the lease again. */
+const POLL_MS = 5_000;
+
+export interface RunLockOptions {
+  lease: LeaseLock;
+  holder: string;
+  clock: Clock;
+  logger: LogSink;
+  durationSeconds?: number;
+  /** told when the lease is lost while held (the run in flight should stop) */
+  onLost?: () => void;
+}
+
+/** A process-wide turn per cluster, and the Lease across processes. */
+export function createRunLock(opts: RunLockOptions): RunLock {
+  const { lease, holder, clock, logger } = opts;
+  const duration = opts.durationSeconds ?? LEASE_DURATION_SECONDS;
+  let turn: Promise<void> = Promise.resolve();
+  let endTurn: (() => void) | undefined;
+  let renewal: { stop: AbortController; done: Promise<void> } | undefined;
+
+  const keepRenewing = (stop: AbortController): Promise<void> =>
+    (async () => {
+      const every = (duration * 1000) / 3;
+      for (;;) {
+        await clock.sleep(every, stop.signal);
+        const attempt = await lease.tryAcquire(holder, duration).catch((err: unknown) => {
+          logger.warn({ lease: lease.name, error: (err as Error).message }, "could not renew the lease; trying again");
+          return { acquired: true } as LeaseAttempt;
+        });
+        if (!attempt.acquired) {
+          logger.warn({ lease: lease.name, holder: attempt.holder }, "lost the lease to another run; stopping this run");
+          opts.onLost?.();
+          return;
+        }
+      }
+    })().catch(() => undefined);
+
+  const acquire = async (signal?: AbortSignal): Promise<boolean> => {
+    // take turns within the process
+    const previous = turn;
+    let release!: () => void;
+    turn = new Promise<void>((r) => (release = r));
+    await previous;
+    endTurn = release;
+    try {
+      const deadline = clock.now().getTime() + duration * 1000 + WAIT_SLACK_MS;
+      for (let polls = 0; ; polls++) {
+        signal?.throwIfAborted();
+        const attempt = await lease.tryAcquire(holder, duration);
+        if (attempt.acquired) {
+          const stop = new AbortController();
+          renewal = { stop, done: keepRenewing(stop) };
+          return true;
+        }
+        const now = clock.now().getTime();
+        const lapses = attempt.expiresAt ?? Number.POSITIVE_INFINITY;
+        // a live holder (lease not lapsing within our wait), or waited long enough: skip
+        if (lapses > deadline || now >= deadline || polls > Math.ceil((duration * 1000 + WAIT_SLACK_MS) / POLL_MS)) break;
+        if (polls === 0) logger.info({ lease: lease.name, holder: attempt.holder, lapsesAt: new Date(lapses).toISOString() }, "the lease is held by a run that stopped renewing it; waiting for it to lapse");
+        await clock.sleep(Math.max(250, Math.min(POLL_MS, lapses - now + 250)), signal);
+      }
+    } catch (err) {
+      endTurn = undefined;
+      release();
+      throw err;
+    }
+    endTurn = undefined;
+    release();
+    return false;
+  };
+
+  const release = async (): Promise<void> => {
+    const r = renewal;
+    renewal = undefined;
+    r?.stop.abort();
+    await r?.done;
+    await lease.release();
+    const end = endTurn;
+    endTurn = undefined;
+    end?.();
+  };
+
+  return { acquire, release };
+}

@@ -1,0 +1,51 @@
+/** What one target's renewal is given: its ports (built by src/app/compose.ts, faked in unit tests) and its settings. */
+import type { CertificateSource, Clock, DnsLookup, DnsZone, ExtensionClient, KubeCluster, TlsProbe } from "../ports.js";
+import type { Logger } from "../observability/logger.js";
+import type { EventSink } from "./events.js";
+
+/** Mutual exclusion between runs on one cluster (a Kubernetes Lease). */
+export interface RunLock {
+  /** true once held; false when another live run holds it (after waiting, bounded, for a crashed holder's lease to lapse) */
+  acquire(signal?: AbortSignal): Promise<boolean>;
+  release(): Promise<void>;
+}
+
+export interface RenewDeps {
+  /** process-wide preconditions (the Azure sign-in), checked before the lock; a failure fails the run at preflight */
+  ready?: () => Promise<void>;
+  kube: KubeCluster;
+  /** taken before anything is read, so the plan is made on the state no other run is changing */
+  lock?: RunLock;
+  extension: ExtensionClient;
+  zone: DnsZone;
+  lookup: DnsLookup;
+  nameServersOf: (zone: DnsZone) => Promise<string[]>;
+  source: CertificateSource;
+  tlsProbe: TlsProbe;
+  clock: Clock;
+  logger: Logger;
+  /** subscribers to the run's events (logger summary, Kubernetes Events, metrics, history) */
+  events?: EventSink[];
+}
+
+export interface RenewSettings {
+  fqdn: string;
+  /** fqdn first, then extra SANs */
+  names: string[];
+  secretName: string;
+  secretMode: "versioned" | "fixed";
+  keepPrevious: number;
+  /** the configured certificate key type (acme.keyType): a stored certificate of another type is not reused */
+  keyType?: string;
+  renewBeforeMs?: number;
+  force: boolean;
+  expectedAddress?: string;
+  /** TLS check target; host defaults to the expected address */
+  probe: { host?: string; port: number };
+  manageRecord: boolean;
+  recordTtlSeconds: number;
+  /** the "system resolver" check; undefined = the system's own */
+  resolvers?: string[];
+  verifyTimeoutMs: number;
+  verifyIntervalMs: number;
+}
