@@ -11,7 +11,8 @@
  * acme-client throws plain Errors whose message is the problem's `detail`; to report the problem *type*
  * (rejectedIdentifier, unauthorized, badCSR, ...) this module watches the responses of acme-client's axios
  * instance and keeps the problem documents seen during the current `issue` call (an AsyncLocalStorage scope,
- * so concurrent issuers never mix them up). The same scope carries the optional extra trust anchors.
+ * so concurrent issuers never mix them up). The same scope carries the optional extra trust anchors and the
+ * request observer (amlcert_requests_total{system="acme"}).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { X509Certificate, createPrivateKey } from "node:crypto";
@@ -20,7 +21,7 @@ import { getCACertificates } from "node:tls";
 import * as acme from "acme-client";
 import type { Logger } from "pino";
 import { AmlcertError, atStage, isAmlcertError, type Stage } from "../errors.js";
-import type { AcmeIssuer, Clock, DnsChallengeSolver, IssueRequest, IssuedCertificate, PresentedTxt } from "../ports.js";
+import type { AcmeIssuer, Clock, DnsChallengeSolver, IssueRequest, IssuedCertificate, PresentedTxt, RequestObserver } from "../ports.js";
 import type { AccountKeyStore } from "./account-key-store.js";
 import { generateCertificateKey } from "./keys.js";
 import { normalizeName } from "../dns-check/names.js";
@@ -42,6 +43,9 @@ export interface AcmeIssuerOptions {
   /** retries of one HTTP request on network errors, 429 and 5xx (Retry-After wins over the delay, which grows
    * linearly: delay x attempt). Defaults: acme-client's, 5 retries, 5 s. */
   transportRetry?: { retries?: number; delaySeconds?: number };
+  /** told the status of every HTTP response from the CA (a 429 or badNonce answer that acme-client retries counts,
+   * and so does the retry) and "error" for each request that got no response (counted when `issue` returns) */
+  requests?: RequestObserver;
 }
 
 const PROBLEM_PREFIX = "urn:ietf:params:acme:error:";
@@ -92,15 +96,26 @@ interface CallScope {
   badNonces: number;
   httpsAgent?: HttpsAgent;
   transportRetry?: { retries?: number; delaySeconds?: number };
+  requests?: RequestObserver;
+  /** HTTP requests sent (each retry is one) and responses received during this call */
+  sent: number;
+  answered: number;
 }
 
 const scope = new AsyncLocalStorage<CallScope>();
 let interceptorsInstalled = false;
 
 /**
- * Hook acme-client's axios instance once: read-only observation of problems, the per-call HTTPS agent, and the
+ * Hook acme-client's axios instance once: read-only observation of problems, the per-call HTTPS agent, the
  * per-call transport retry settings (acme-client reads `defaults.acmeSettings` when it retries a request; the
- * getter answers from the current call's scope and falls back to the process-wide value).
+ * getter answers from the current call's scope and falls back to the process-wide value), and the count of
+ * requests and responses.
+ *
+ * Responses are counted in a `transformResponse` step, not in a response interceptor: acme-client's own
+ * interceptor (installed first) turns every answer into an error, retries 429/5xx/network failures by re-running
+ * the whole request, and hands on only the last answer, so an interceptor after it never sees the 429. axios
+ * calls `transformResponse` exactly once for each answer that arrives, before any interceptor. Requests are
+ * counted in the request interceptor, which axios runs again for each of acme-client's retries.
  */
 function installInterceptors(): void {
   if (interceptorsInstalled) return;
@@ -124,10 +139,24 @@ function installInterceptors(): void {
     },
   });
   acme.axios.interceptors.request.use((config) => {
-    const agent = scope.getStore()?.httpsAgent;
+    const store = scope.getStore();
+    if (store !== undefined) store.sent++;
+    const agent = store?.httpsAgent;
     if (agent !== undefined) config.httpsAgent = agent;
     return config;
   });
+  const transforms = acme.axios.defaults.transformResponse;
+  acme.axios.defaults.transformResponse = [
+    function countResponse(data: unknown, _headers: unknown, status?: number): unknown {
+      const store = scope.getStore();
+      if (store !== undefined && status !== undefined) {
+        store.answered++;
+        store.requests?.("acme", String(status));
+      }
+      return data;
+    },
+    ...(transforms === undefined ? [] : Array.isArray(transforms) ? transforms : [transforms]),
+  ];
   acme.axios.interceptors.response.use((response) => {
     const store = scope.getStore();
     if (store !== undefined) {
@@ -477,10 +506,17 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
       const callScope: CallScope = {
         problems: [],
         badNonces: 0,
+        sent: 0,
+        answered: 0,
         ...(httpsAgent === undefined ? {} : { httpsAgent }),
         ...(opts.transportRetry === undefined ? {} : { transportRetry: opts.transportRetry }),
+        ...(opts.requests === undefined ? {} : { requests: opts.requests }),
       };
-      return scope.run(callScope, () => issueInScope(req, solver, callScope));
+      const countUnanswered = () => {
+        // every request of the call has settled by now: those without an answer failed on the way
+        for (let i = callScope.answered; i < callScope.sent; i++) opts.requests?.("acme", "error");
+      };
+      return scope.run(callScope, () => issueInScope(req, solver, callScope)).finally(countUnanswered);
     },
   };
 }

@@ -8,8 +8,9 @@ import { DnsManagementClient, type RecordSet } from "@azure/arm-dns";
 import type { TokenCredential } from "@azure/identity";
 import type { Logger } from "pino";
 import { AmlcertError, type Stage } from "../errors.js";
-import type { DnsZone } from "../ports.js";
+import type { DnsZone, RequestObserver } from "../ports.js";
 import { isParentMissing, statusOf, toAmlcertError } from "../azure/arm-error.js";
+import { observerClientOptions } from "../azure/request-policy.js";
 import { normalizeName as norm } from "../dns-check/names.js";
 
 export interface AzureDnsZoneOptions {
@@ -28,6 +29,8 @@ export interface AzureDnsZoneOptions {
   maxConflictRetries?: number;
   /** stage errors are attributed to; default "dns-challenge" */
   stage?: Stage;
+  /** told the status of every ARM response (each retry included) or "error" (amlcert_requests_total{system="arm"}) */
+  requests?: RequestObserver;
 }
 
 const ROLE_HINT = '"DNS Zone Contributor" or the custom role in deploy/azure/amlcert-dns-role.json';
@@ -45,6 +48,7 @@ export function createAzureDnsZone(opts: AzureDnsZoneOptions): DnsZone {
     ...(opts.retry
       ? { retryOptions: { maxRetries: opts.retry.maxRetries, retryDelayInMs: opts.retry.retryDelayMs, maxRetryDelayInMs: opts.retry.maxRetryDelayMs } }
       : {}),
+    ...observerClientOptions("arm", opts.requests),
   });
   const rg = opts.resourceGroup;
   const zoneScope = `/subscriptions/${opts.subscriptionId}/resourceGroups/${rg}/providers/Microsoft.Network/dnszones/${zone}`;

@@ -26,7 +26,9 @@ import {
 } from "@azure/identity";
 import type { Logger } from "pino";
 import { AmlcertError } from "../errors.js";
+import type { RequestObserver } from "../ports.js";
 import { isMicrosoftAuthorityHost, type ResolvedCloud } from "./cloud.js";
+import { observerClientOptions } from "./request-policy.js";
 
 export type IdentityMethod = "service-principal" | "workload-identity" | "managed-identity" | "azure-cli";
 
@@ -53,6 +55,9 @@ export interface CreateAzureCredentialOptions {
   cloud: ResolvedCloud;
   env: Record<string, string | undefined>;
   logger: Logger;
+  /** told the status of every token request (Entra ID, or IMDS for a managed identity) or "error"
+   * (amlcert_requests_total{system="entra"}); the Azure CLI runs `az` and makes no request of its own */
+  requests?: RequestObserver;
 }
 
 interface Candidate {
@@ -132,7 +137,7 @@ export function createAzureCredential(opts: CreateAzureCredentialOptions): Azure
   const authorityHost =
     cloud.authorityHostSource === "override" ? cloud.authorityHost : (get("AZURE_AUTHORITY_HOST")?.replace(/\/+$/, "") ?? cloud.authorityHost);
   const disableInstanceDiscovery = !isMicrosoftAuthorityHost(authorityHost);
-  const common = { authorityHost, disableInstanceDiscovery };
+  const common = { authorityHost, disableInstanceDiscovery, ...observerClientOptions("entra", opts.requests) };
 
   const selectionRaw = get("AZURE_TOKEN_CREDENTIALS");
   let allowed: IdentityMethod[] | undefined;
@@ -202,6 +207,7 @@ export function createAzureCredential(opts: CreateAzureCredentialOptions): Azure
       ...(clientId ? { clientId } : {}),
       sendProbeRequest: true,
       retryOptions: { maxRetries: 5, retryDelayInMs: 800 },
+      ...observerClientOptions("entra", opts.requests),
     };
     return {
       method: "managed-identity",

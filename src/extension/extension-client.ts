@@ -9,8 +9,9 @@ import { SourceControlConfigurationClient, type Extension } from "@azure/arm-kub
 import type { TokenCredential } from "@azure/identity";
 import type { Logger } from "pino";
 import { AmlcertError, type Stage } from "../errors.js";
-import type { ExtensionClient, ExtensionState } from "../ports.js";
+import type { ExtensionClient, ExtensionState, RequestObserver } from "../ports.js";
 import { toAmlcertError } from "../azure/arm-error.js";
+import { observerClientOptions } from "../azure/request-policy.js";
 
 export interface ExtensionClientOptions {
   credential: TokenCredential;
@@ -32,6 +33,9 @@ export interface ExtensionClientOptions {
   retry?: { maxRetries: number; retryDelayMs: number; maxRetryDelayMs: number };
   /** stage errors are attributed to; default "extension" */
   stage?: Stage;
+  /** told the status of every ARM response (operation polls and retries included) or "error"
+   * (amlcert_requests_total{system="arm"}) */
+  requests?: RequestObserver;
 }
 
 const CLUSTER_RP = { managedClusters: "Microsoft.ContainerService", connectedClusters: "Microsoft.Kubernetes" } as const;
@@ -62,6 +66,7 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
     ...(opts.retry
       ? { retryOptions: { maxRetries: opts.retry.maxRetries, retryDelayInMs: opts.retry.retryDelayMs, maxRetryDelayInMs: opts.retry.maxRetryDelayMs } }
       : {}),
+    ...observerClientOptions("arm", opts.requests),
   });
   const resourceId = `/subscriptions/${opts.subscriptionId}/resourceGroups/${rg}/providers/${rp}/${clusterType}/${clusterName}/providers/Microsoft.KubernetesConfiguration/extensions/${extensionName}`;
   const log = opts.logger.child({ component: "extension", extension: extensionName, cluster: clusterName });

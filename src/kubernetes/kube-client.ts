@@ -12,15 +12,19 @@ import {
   ApiException,
   CoordinationV1Api,
   CoreV1Api,
+  IsomorphicFetchHttpLibrary,
   KubeConfig,
   ServerConfiguration,
   createConfiguration,
+  wrapHttpLibrary,
+  type HttpLibrary,
   type Middleware,
   type RequestContext,
   type ResponseContext,
 } from "@kubernetes/client-node";
 import { AmlcertError, type Stage } from "../errors.js";
 import type { LogSink } from "../observability/logger.js";
+import type { RequestObserver } from "../ports.js";
 
 export type KubeSource =
   | {
@@ -123,12 +127,35 @@ function timeoutMiddleware(ms: number): Middleware {
   };
 }
 
-export function makeKubeApis(kc: KubeConfig, requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): KubeApis {
+/**
+ * client-node's own HTTP library (node-fetch), telling `observe` the status of every response or "error" when none
+ * came (refused, TLS failure, the timeout above). Middleware cannot do this: its `post` never sees a failed fetch.
+ */
+function observedHttpLibrary(observe: RequestObserver): HttpLibrary {
+  const base = new IsomorphicFetchHttpLibrary();
+  return wrapHttpLibrary({
+    async send(request) {
+      let response;
+      try {
+        response = await base.send(request).toPromise();
+      } catch (err) {
+        observe("kubernetes", "error");
+        throw err;
+      }
+      observe("kubernetes", String(response.httpStatusCode));
+      return response;
+    },
+  });
+}
+
+/** `requests` is told of every API server response (amlcert_requests_total{system="kubernetes"}). */
+export function makeKubeApis(kc: KubeConfig, requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS, requests?: RequestObserver): KubeApis {
   const cluster = kc.getCurrentCluster()!;
   const config = createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
     authMethods: { default: kc },
     promiseMiddleware: [timeoutMiddleware(requestTimeoutMs)],
+    ...(requests === undefined ? {} : { httpApi: observedHttpLibrary(requests) }),
   });
   return {
     core: new CoreV1Api(config),
@@ -239,10 +266,10 @@ export function kubeError(err: unknown, call: KubeCall, ctx: KubeErrorContext): 
 }
 
 /** Loads the configuration once, on first use, so that a bad kubeconfig surfaces from the call that needs it. */
-export function lazyKubeApis(source: KubeSource, requestTimeoutMs?: number): () => KubeApis {
+export function lazyKubeApis(source: KubeSource, requestTimeoutMs?: number, requests?: RequestObserver): () => KubeApis {
   let apis: KubeApis | undefined;
   return () => {
-    apis ??= makeKubeApis(loadKubeConfig(source), requestTimeoutMs);
+    apis ??= makeKubeApis(loadKubeConfig(source), requestTimeoutMs, requests);
     return apis;
   };
 }
