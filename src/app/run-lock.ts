@@ -6,7 +6,7 @@
  *   - a run that finds the lease held waits, bounded, when the holder's lease lapses within the wait (a crashed run:
  *     its CronJob retry pod must renew, not report "skipped"); a live holder keeps renewing, and then the run is skipped;
  *   - within one process, runs on the same cluster take turns (the Lease alone would let the same holder in twice);
- *   - renewal failures (the lease was taken over) abort the run through its signal.
+ *   - a lease lost while held (another run took it over) aborts the run through the signal `acquire` returns.
  */
 import type { Clock } from "../ports.js";
 import type { LeaseAttempt, LeaseLock } from "../kubernetes/lease-lock.js";
@@ -26,8 +26,6 @@ export interface RunLockOptions {
   clock: Clock;
   logger: LogSink;
   durationSeconds?: number;
-  /** told when the lease is lost while held (the run in flight should stop) */
-  onLost?: () => void;
 }
 
 /** A process-wide turn per cluster, and the Lease across processes. */
@@ -38,7 +36,7 @@ export function createRunLock(opts: RunLockOptions): RunLock {
   let endTurn: (() => void) | undefined;
   let renewal: { stop: AbortController; done: Promise<void> } | undefined;
 
-  const keepRenewing = (stop: AbortController): Promise<void> =>
+  const keepRenewing = (stop: AbortController, lost: AbortController): Promise<void> =>
     (async () => {
       const every = (duration * 1000) / 3;
       for (;;) {
@@ -49,13 +47,13 @@ export function createRunLock(opts: RunLockOptions): RunLock {
         });
         if (!attempt.acquired) {
           logger.warn({ lease: lease.name, holder: attempt.holder }, "lost the lease to another run; stopping this run");
-          opts.onLost?.();
+          lost.abort(new Error(`lost the Lease ${lease.name} to ${attempt.holder ?? "another run"}`));
           return;
         }
       }
     })().catch(() => undefined);
 
-  const acquire = async (signal?: AbortSignal): Promise<boolean> => {
+  const acquire = async (signal?: AbortSignal): Promise<AbortSignal | undefined> => {
     // take turns within the process
     const previous = turn;
     let release!: () => void;
@@ -69,8 +67,9 @@ export function createRunLock(opts: RunLockOptions): RunLock {
         const attempt = await lease.tryAcquire(holder, duration);
         if (attempt.acquired) {
           const stop = new AbortController();
-          renewal = { stop, done: keepRenewing(stop) };
-          return true;
+          const lost = new AbortController();
+          renewal = { stop, done: keepRenewing(stop, lost) };
+          return signal ? AbortSignal.any([signal, lost.signal]) : lost.signal;
         }
         const now = clock.now().getTime();
         const lapses = attempt.expiresAt ?? Number.POSITIVE_INFINITY;
@@ -86,7 +85,7 @@ export function createRunLock(opts: RunLockOptions): RunLock {
     }
     endTurn = undefined;
     release();
-    return false;
+    return undefined;
   };
 
   const release = async (): Promise<void> => {

@@ -5,8 +5,11 @@ import type { EventSink } from "./events.js";
 
 /** Mutual exclusion between runs on one cluster (a Kubernetes Lease). */
 export interface RunLock {
-  /** true once held; false when another live run holds it (after waiting, bounded, for a crashed holder's lease to lapse) */
-  acquire(signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Once held: a signal for the rest of the run, aborted when `signal` aborts or the lock is lost to another run.
+   * undefined when another live run holds it (after waiting, bounded, for a crashed holder's lease to lapse).
+   */
+  acquire(signal?: AbortSignal): Promise<AbortSignal | undefined>;
   release(): Promise<void>;
 }
 

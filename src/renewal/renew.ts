@@ -24,11 +24,15 @@ import { redriveFailedExtension, rollOut } from "./rollout.js";
 import { precheckDns } from "./verify-dns.js";
 import { verifyInPlace, verifyRollout } from "./verify-rollout.js";
 
-export async function renewTarget(deps: RenewDeps, s: RenewSettings, signal?: AbortSignal): Promise<TargetOutcome> {
+export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: AbortSignal): Promise<TargetOutcome> {
   const run = new RunRecorder(s.fqdn, deps.clock, deps.events ?? [], deps.logger);
+  let signal = stop;
   try {
     if (deps.ready) await run.stage("preflight", deps.ready);
-    if (deps.lock && !(await run.stage("preflight", () => deps.lock!.acquire(signal)))) return await run.skipped();
+    if (deps.lock) {
+      signal = await run.stage("preflight", () => deps.lock!.acquire(stop));
+      if (!signal) return await run.skipped();
+    }
   } catch (err) {
     return await run.failed(err);
   }

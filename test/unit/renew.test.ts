@@ -5,6 +5,7 @@ import { describe as describeCert } from "../../src/certs/certificate.js";
 import { renewTarget } from "../../src/renewal/renew.js";
 import { inspectTarget } from "../../src/renewal/inspect.js";
 import type { RenewSettings } from "../../src/renewal/deps.js";
+import type { RenewalEvent } from "../../src/renewal/events.js";
 import {
   ANNOTATION,
   LABEL_FQDN_HASH,
@@ -350,6 +351,7 @@ describe("renewTarget: the issued certificate is validated before anything is wr
 
   it("when the CA fails, the error keeps its code and stage, and nothing is written", async () => {
     const w = world();
+    caIssues(w, issued);
     caIssues(w, issued);
     w.acme.failure = new AmlcertError("ACME_REJECTED", "acme-order", "the CA rejected the order: rateLimited");
 
@@ -914,7 +916,7 @@ describe("renewTarget: the cluster Lease", () => {
   it("when another run holds the lease, skips the target without reading or writing anything", async () => {
     const w = world();
     const calls: string[] = [];
-    w.deps.lock = { acquire: async () => (calls.push("acquire"), false), release: async () => void calls.push("release") };
+    w.deps.lock = { acquire: async () => (calls.push("acquire"), undefined), release: async () => void calls.push("release") };
     const r = await renewTarget(w.deps, settings({ force: true }));
     expect(r).toMatchObject({ action: "skipped", reason: "LockHeld" });
     expect(calls).toEqual(["acquire"]);
@@ -927,7 +929,7 @@ describe("renewTarget: the cluster Lease", () => {
     const w = world();
     caIssues(w, await makeLeaf(intermediate, [FQDN], T0, new Date(T0.getTime() + days(90))));
     const calls: string[] = [];
-    w.deps.lock = { acquire: async () => (calls.push("acquire"), true), release: async () => void calls.push("release") };
+    w.deps.lock = { acquire: async () => (calls.push("acquire"), new AbortController().signal), release: async () => void calls.push("release") };
     await renewTarget(w.deps, settings());
     expect(calls).toEqual(["acquire", "release"]);
     w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "boom");
@@ -941,6 +943,7 @@ describe("renewTarget: Kubernetes events", () => {
     const { intermediate } = await makeTestCa();
     const w = world();
     caIssues(w, await makeLeaf(intermediate, [FQDN], T0, new Date(T0.getTime() + days(90))));
+    caIssues(w, issued);
     w.acme.failure = new AmlcertError("ACME_REJECTED", "acme-order", "rejectedIdentifier: policy forbids");
     const err = await failedRun(renewTarget(w.deps, settings()));
     expect(err.exitCode).toBe(ExitCode.RenewalFailed);
@@ -973,5 +976,160 @@ describe("renewTarget: a broken certificate in place sets no bar", () => {
     expect(err).toMatchObject({ code: "CERT_NOT_NEWER", stage: "validate", exitCode: 3 });
     expect(err.message).toMatch(/not later than the one in place/);
     expectZeroWrites(w);
+  });
+});
+
+describe("renewTarget: the outcome and the events of each path", () => {
+  /** subscribe a recorder; return the event types in order, with the stage for stage events */
+  function recordEvents(w: FakeWorld): { events: RenewalEvent[]; trail: () => string[] } {
+    const events: RenewalEvent[] = [];
+    w.deps.events = [...(w.deps.events ?? []), (e) => void events.push(e)];
+    const trail = () => events.filter((e) => e.type !== "stage-started").map((e) => (e.type === "stage-finished" ? `${e.stage}:${e.ok ? "ok" : "failed"}` : e.type));
+    return { events, trail };
+  }
+
+  it("when the certificate in place is up to date and served: planned, dns-checked, verified (not new), run-finished with action none", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", freshCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    const { events, trail } = recordEvents(w);
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(trail()).toEqual(["run-started", "preflight:ok", "planned", "preflight:ok", "dns-checked", "extension:ok", "verify-tls:ok", "verified", "run-finished"]);
+    const info = describeCert(new X509Certificate(freshCert.leafPem));
+    expect(r).toEqual({
+      fqdn: FQDN,
+      action: "none",
+      reason: "UpToDate",
+      serial: info.serialNumber,
+      notBefore: info.notBefore.toISOString(),
+      notAfter: info.notAfter.toISOString(),
+      renewAt: new Date(info.notBefore.getTime() + Math.floor(((info.notAfter.getTime() - info.notBefore.getTime()) * 2) / 3)).toISOString(),
+      secret: "azureml-tls-current",
+      extensionUpdated: false,
+      dnsOk: true,
+      servingOk: true,
+      durationMs: 0,
+    });
+    expect(events.at(-1)).toEqual({ type: "run-finished", fqdn: FQDN, at: T0, outcome: r });
+  });
+
+  it("when a first certificate is issued: stored (not reused), rolled-out (changed), verified (new), prune, then renewed", async () => {
+    const w = world();
+    caIssues(w, issued);
+    const { events, trail } = recordEvents(w);
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(trail()).toEqual([
+      "run-started", "preflight:ok", "planned", "preflight:ok", "dns-checked", "store:ok", "acme-order:ok", "validate:ok", "store:ok",
+      "stored", "extension:ok", "rolled-out", "verify-dns:ok", "verify-tls:ok", "verified", "prune:ok", "run-finished",
+    ]);
+    const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
+    expect(events.find((e) => e.type === "stored")).toMatchObject({ secret: newName, reused: false });
+    expect(events.find((e) => e.type === "rolled-out")).toMatchObject({ secret: newName, changed: true });
+    expect(events.find((e) => e.type === "verified")).toEqual({ type: "verified", fqdn: FQDN, at: T0, secret: newName, newCertificate: true, dnsOk: true, servingOk: true });
+    expect(r).toMatchObject({ action: "renewed", reason: "SecretMissing", secret: newName, storedSecret: newName, extensionUpdated: true, dnsOk: true, servingOk: true });
+    expect(r.error).toBeUndefined();
+  });
+
+  it("when the CA rejects the order: acme-order fails, nothing is stored, the outcome carries the adapter's stage and exit 3", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-due", dueCert);
+    pointExtensionAt(w, "azureml-tls-due");
+    caIssues(w, issued);
+    w.acme.failure = new AmlcertError("ACME_REJECTED", "dns-challenge", "the CA could not validate the challenge");
+    const { trail } = recordEvents(w);
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(trail()).toEqual(["run-started", "preflight:ok", "planned", "preflight:ok", "dns-checked", "store:ok", "acme-order:failed", "run-finished"]);
+    expect(r).toMatchObject({ action: "failed", reason: "InRenewalWindow", secret: "azureml-tls-due", extensionUpdated: false, servingOk: false });
+    expect(r.storedSecret).toBeUndefined();
+    expect(r.error).toEqual({ code: "ACME_REJECTED", stage: "dns-challenge", message: "the CA could not validate the challenge", exitCode: 3 });
+    expectZeroWrites(w);
+  });
+
+  it("when the rollout fails: the outcome still names the stored version, and the secret in place stays the old one", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-due", dueCert);
+    pointExtensionAt(w, "azureml-tls-due");
+    caIssues(w, issued);
+    w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "the operation ended Failed");
+    const { trail } = recordEvents(w);
+
+    const r = await renewTarget(w.deps, settings());
+
+    const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
+    expect(trail()).toEqual(["run-started", "preflight:ok", "planned", "preflight:ok", "dns-checked", "store:ok", "acme-order:ok", "validate:ok", "store:ok", "stored", "extension:failed", "run-finished"]);
+    expect(r).toMatchObject({ action: "failed", secret: "azureml-tls-due", storedSecret: newName, serial: describeCert(new X509Certificate(dueCert.leafPem)).serialNumber });
+    expect(r.error).toEqual({ code: "EXTENSION_LRO_FAILED", stage: "extension", message: "the operation ended Failed", exitCode: 3 });
+  });
+
+  it("when the new certificate is rolled out but azureml-fe keeps the old one: verified with servingOk false, exit 4, nothing pruned", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-due", dueCert);
+    pointExtensionAt(w, "azureml-tls-due");
+    seedManaged(w, "azureml-tls-oldest", oldest);
+    caIssues(w, issued);
+    w.tlsProbe.serials = [describeCert(new X509Certificate(dueCert.leafPem)).serialNumber];
+    const { events, trail } = recordEvents(w);
+
+    const r = await renewTarget(w.deps, settings({ verifyTimeoutMs: 10_000, verifyIntervalMs: 5_000 }));
+
+    expect(trail().slice(-5)).toEqual(["rolled-out", "verify-dns:ok", "verify-tls:failed", "verified", "run-finished"]);
+    expect(events.find((e) => e.type === "verified")).toMatchObject({ newCertificate: true, dnsOk: true, servingOk: false });
+    expect(r).toMatchObject({ action: "failed", extensionUpdated: true, servingOk: false, error: { code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", exitCode: 4 } });
+    expect(w.kube.deletes).toEqual([]);
+  });
+
+  it("when another run holds the lock: run-started, preflight, run-finished skipped with reason LockHeld", async () => {
+    const w = world();
+    w.deps.lock = { acquire: async () => undefined, release: async () => undefined };
+    const { trail } = recordEvents(w);
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(trail()).toEqual(["run-started", "preflight:ok", "run-finished"]);
+    expect(r).toEqual({ fqdn: FQDN, action: "skipped", reason: "LockHeld", extensionUpdated: false, dnsOk: false, servingOk: false, durationMs: 0 });
+  });
+
+  it("when an adapter throws a TypeError (a bug), the run fails with INTERNAL and exit 1, at the stage it was in", async () => {
+    const w = world();
+    caIssues(w, issued);
+    w.acme.failure = new TypeError("Cannot read properties of undefined (reading 'url')");
+
+    const err = await failedRun(renewTarget(w.deps, settings()));
+
+    expect(err).toEqual({ code: "INTERNAL", stage: "acme-order", message: "Cannot read properties of undefined (reading 'url')", exitCode: 1 });
+  });
+
+  it("when a subscriber throws or rejects, the run goes on and its outcome is unchanged", async () => {
+    const w = world();
+    caIssues(w, issued);
+    w.deps.events = [...(w.deps.events ?? []), () => { throw new Error("metrics broke"); }, async () => { throw new Error("history broke"); }];
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", servingOk: true });
+  });
+
+  it("when the run is aborted while waiting for azureml-fe, it stops at once and releases the lock", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-due", dueCert);
+    pointExtensionAt(w, "azureml-tls-due");
+    caIssues(w, issued);
+    const calls: string[] = [];
+    w.deps.lock = { acquire: async (signal) => (calls.push("acquire"), signal), release: async () => void calls.push("release") };
+    const stop = new AbortController();
+    w.tlsProbe.failure = () => (stop.abort(new Error("SIGTERM")), undefined);
+    w.tlsProbe.serials = ["00"];
+
+    const r = await renewTarget(w.deps, settings(), stop.signal);
+
+    expect(r).toMatchObject({ action: "failed", error: { stage: "verify-tls", message: "SIGTERM" } });
+    expect(w.tlsProbe.calls).toHaveLength(1);
+    expect(calls).toEqual(["acquire", "release"]);
   });
 });
