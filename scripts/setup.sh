@@ -12,6 +12,8 @@ missing=()
 command -v pebble >/dev/null 2>&1 || missing+=(pebble)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "amlcert setup: installing ${missing[*]} (Debian packages)" >&2
   SUDO=""
