@@ -8,7 +8,7 @@
 export interface DnsChallengeSolver {
   /** Publish `value` as a TXT value at `recordName` (e.g. `_acme-challenge.www.example.com`) and wait until the
    * zone's authoritative servers serve it. Returns an opaque handle for cleanup. */
-  present(recordName: string, value: string): Promise<PresentedTxt>;
+  present(recordName: string, value: string, signal?: AbortSignal): Promise<PresentedTxt>;
   /** Remove exactly the value `present` added. Must be safe to call after a failed or partial `present`. */
   cleanup(handle: PresentedTxt): Promise<void>;
 }

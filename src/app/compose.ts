@@ -32,6 +32,10 @@ import { createAcmeSource } from "../sources/acme-source.js";
 import { kubeEventsSink } from "../observability/kube-events.js";
 import { runLogSink } from "../observability/run-log.js";
 import { createRunLock } from "./run-lock.js";
+import type { Metrics } from "../observability/metrics.js";
+import type { HistoryStore, TargetHistory } from "../history/history.js";
+import { nextHistory } from "../history/record.js";
+import { createHistoryStore } from "../kubernetes/history-store.js";
 
 export const AZUREML_NAMESPACE = "azureml";
 /** A zone's name servers are asked again after this long (a daemon runs for weeks; delegations change rarely). */
@@ -46,8 +50,8 @@ export interface AppInput {
   force: boolean;
   /** this process's identity in the Lease (pod name or host, and pid) */
   holder: string;
-  /** more subscribers for a target's runs (metrics, history), built by the caller */
-  sinks?: (t: TargetConfig, kube: KubeCluster) => EventSink[];
+  /** process-wide metrics: fed by every run's events, the history, and every adapter's responses */
+  metrics?: Metrics;
 }
 
 export interface TargetWiring {
@@ -70,6 +74,10 @@ export interface App {
   target: (t: TargetConfig) => TargetWiring;
   /** the Kubernetes cluster a source names (one client per cluster) */
   cluster: (k: KubernetesSourceConfig) => KubeCluster;
+  /** the durable history of a target's cluster (one store per cluster) */
+  history: (t: TargetConfig) => HistoryStore;
+  /** record the next attempt the scheduler chose for a target (history and metrics) */
+  scheduled: (t: TargetConfig, at: Date) => Promise<void>;
   /** On SIGTERM/SIGINT: remove the TXT values of orders in flight and give up the Leases, in parallel. */
   shutdown: () => Promise<void>;
 }
@@ -113,7 +121,8 @@ export function createApp(input: AppInput): App {
     ...(config.azure.authorityHost ? { authorityHost: config.azure.authorityHost.replace(/\/$/, "") } : {}),
     ...(config.azure.tokenScope ? { tokenScope: config.azure.tokenScope } : {}),
   });
-  const azure = createAzureCredential({ cloud, env: input.env, logger });
+  const requests = input.metrics?.requests;
+  const azure = createAzureCredential({ cloud, env: input.env, logger, requests });
   const lookup = createDnsLookup();
   const tlsProbe = createTlsProbe({ caPem: readTrustBundle(config.verify.trustBundleFile), timeoutMs: 10_000 });
   // sign in once per process and log who we are; a failure is not kept, so a daemon's next run tries again
@@ -128,7 +137,7 @@ export function createApp(input: AppInput): App {
     signedIn.catch(() => (signedIn = undefined));
     return signedIn;
   };
-  const arm = { credential: azure.credential, endpoint: cloud.resourceManagerEndpoint, scope: cloud.tokenScope, logger };
+  const arm = { credential: azure.credential, endpoint: cloud.resourceManagerEndpoint, scope: cloud.tokenScope, logger, requests };
 
   const zones = once(
     (ref: ZoneRefConfig) => createAzureDnsZone({ ...arm, subscriptionId: ref.subscriptionId, resourceGroup: ref.resourceGroup, zone: ref.zone }),
@@ -147,12 +156,26 @@ export function createApp(input: AppInput): App {
     return servers;
   };
 
-  const clusters = once((k: KubernetesSourceConfig) => createKubeCluster({ source: kubeSource(k), namespace: AZUREML_NAMESPACE, logger }), clusterKey);
-  const locks = once(
-    (k: KubernetesSourceConfig): RunLock =>
-      createRunLock({ lease: createLeaseLock({ source: kubeSource(k), namespace: AZUREML_NAMESPACE, logger, clock }), holder: input.holder, clock, logger }),
-    clusterKey,
-  );
+  const inAzureml = (k: KubernetesSourceConfig) => ({ source: kubeSource(k), namespace: AZUREML_NAMESPACE, logger, clock, requests });
+  const clusters = once((k: KubernetesSourceConfig) => createKubeCluster(inAzureml(k)), clusterKey);
+  const locks = once((k: KubernetesSourceConfig): RunLock => createRunLock({ lease: createLeaseLock(inAzureml(k)), holder: input.holder, clock, logger }), clusterKey);
+  const histories = once((k: KubernetesSourceConfig) => createHistoryStore({ ...inAzureml(k), name: config.history.configMap }), clusterKey);
+
+  /** Change a target's history; the metrics follow what was stored (or, when the write failed, what would have been). */
+  const recordHistory = async (t: TargetConfig, change: (prev: TargetHistory | undefined) => TargetHistory): Promise<void> => {
+    let seen: TargetHistory | undefined;
+    try {
+      seen = await histories.get(t.kubernetes).update(t.fqdn, (prev) => (seen = change(prev)));
+    } catch (err) {
+      logger.warn({ fqdn: t.fqdn, err }, "could not write the renewal history; the metrics show this run's view of it");
+    }
+    if (seen) input.metrics?.observeHistory(seen);
+  };
+  const historySink = (t: TargetConfig): EventSink => (e) =>
+    // the next attempt is the scheduler's to say (`scheduled`, after this); a CronJob's schedule is not ours to know
+    e.type === "run-finished" ? recordHistory(t, (prev) => nextHistory(prev, e.outcome, clock.now())) : undefined;
+  const scheduled = (t: TargetConfig, at: Date) =>
+    recordHistory(t, (prev) => ({ ...(prev ?? { fqdn: t.fqdn, consecutiveFailures: 0 }), nextAttempt: at.toISOString() }));
 
   let acme: AcmeIssuer | undefined;
   const acmeIssuer = (): AcmeIssuer => {
@@ -169,6 +192,7 @@ export function createApp(input: AppInput): App {
       logger,
       clock,
       termsOfServiceAgreed: true,
+      requests,
     });
     return acme;
   };
@@ -213,7 +237,7 @@ export function createApp(input: AppInput): App {
       tlsProbe,
       clock,
       logger,
-      events: [runLogSink(logger), kubeEventsSink(kube, t.secretName), ...(input.sinks?.(t, kube) ?? [])],
+      events: [runLogSink(logger), kubeEventsSink(kube, t.secretName), ...(input.metrics ? [input.metrics.sink] : []), historySink(t)],
     };
     const settings: RenewSettings = {
       fqdn: t.fqdn,
@@ -240,5 +264,5 @@ export function createApp(input: AppInput): App {
     await Promise.all([...solvers.map((s) => s.cleanupOutstanding()), ...locks.values().map((l) => l.release())]);
   };
 
-  return { cloud, azure, lookup, tlsProbe, ready, acme: acmeIssuer, target: targets.get, cluster: clusters.get, shutdown };
+  return { cloud, azure, lookup, tlsProbe, ready, acme: acmeIssuer, target: targets.get, cluster: clusters.get, history: (t) => histories.get(t.kubernetes), scheduled, shutdown };
 }

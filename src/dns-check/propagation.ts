@@ -23,6 +23,8 @@ export interface WaitForTxtInput {
   intervalMs: number;
   clock: Clock;
   logger: PropagationLogger;
+  /** stops the wait at once (SIGTERM, daemon stop) */
+  signal?: AbortSignal;
 }
 
 export interface WaitResult {
@@ -88,7 +90,7 @@ async function waitFor(input: WaitForTxtInput, goal: Goal): Promise<WaitResult> 
       );
     }
     logger.debug({ record: name, value: preview(value), goal, pending: lacking, attempt }, "waiting for authoritative servers");
-    await clock.sleep(Math.min(intervalMs, remaining));
+    await clock.sleep(Math.min(intervalMs, remaining), input.signal);
   }
 }
 

@@ -7,6 +7,7 @@
 import { type CoreV1Event, type V1Secret } from "@kubernetes/client-node";
 import { AmlcertError, type Stage } from "../errors.js";
 import { systemClock, type Clock, type KubeCluster, type SecretWrite, type StoredSecret } from "../ports.js";
+import type { RequestObserver } from "../ports.js";
 import { apiFailure, kubeError, lazyKubeApis, type KubeCall, type KubeLogger, type KubeSource } from "./kube-client.js";
 
 export type { KubeLogger, KubeSource } from "./kube-client.js";
@@ -22,6 +23,8 @@ export interface KubeClusterOptions {
   retryDelayMs?: number;
   /** bound of each API request; default 30 s */
   requestTimeoutMs?: number;
+  /** told of every API server response (amlcert_requests_total) */
+  requests?: RequestObserver;
   /** named in 403 messages; default the Role shipped in deploy/rbac.yaml */
   rbacHint?: string;
   /** `reportingInstance` of Events (e.g. the pod name); default "amlcert" */
@@ -53,7 +56,7 @@ export function createKubeCluster(opts: KubeClusterOptions): KubeCluster {
   const retryDelayMs = opts.retryDelayMs ?? 50;
   const clock = opts.clock ?? systemClock;
   const rbacHint = opts.rbacHint ?? `Role "amlcert" in namespace "${namespace}" (deploy/rbac.yaml)`;
-  const apis = lazyKubeApis(opts.source, opts.requestTimeoutMs);
+  const apis = lazyKubeApis(opts.source, opts.requestTimeoutMs, opts.requests);
   /** uid of secrets seen, so that Events reference the secret as `kubectl describe` expects */
   const uids = new Map<string, string>();
   let eventSeq = 0;

@@ -8,6 +8,7 @@
 import { V1MicroTime, type V1Lease, type V1LeaseSpec } from "@kubernetes/client-node";
 import { AmlcertError } from "../errors.js";
 import { systemClock, type Clock } from "../ports.js";
+import type { RequestObserver } from "../ports.js";
 import { apiFailure, kubeError, lazyKubeApis, type KubeCall, type KubeLogger, type KubeSource } from "./kube-client.js";
 
 export interface LeaseAttempt {
@@ -35,6 +36,8 @@ export interface LeaseLockOptions {
   logger: KubeLogger;
   clock?: Clock;
   requestTimeoutMs?: number;
+  /** told of every API server response (amlcert_requests_total) */
+  requests?: RequestObserver;
   rbacHint?: string;
 }
 
@@ -53,7 +56,7 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
   const { namespace, logger } = opts;
   const clock = opts.clock ?? systemClock;
   const rbacHint = opts.rbacHint ?? `Role "amlcert" in namespace "${namespace}" (deploy/rbac.yaml)`;
-  const apis = lazyKubeApis(opts.source, opts.requestTimeoutMs);
+  const apis = lazyKubeApis(opts.source, opts.requestTimeoutMs, opts.requests);
   let heldBy: string | undefined;
 
   const fail = (err: unknown, verb: string): AmlcertError => {

@@ -88,7 +88,8 @@ export function createDnsSolver(deps: DnsSolverDeps): DnsSolver {
   }
 
   return {
-    async present(recordName, value) {
+    async present(recordName, value, signal) {
+      signal?.throwIfAborted();
       const { fqdn, zone } = await challengeRecord(recordName);
       try {
         await zone.addTxtValue(fqdn, value, deps.txtTtlSeconds);
@@ -109,11 +110,13 @@ export function createDnsSolver(deps: DnsSolverDeps): DnsSolver {
           intervalMs: deps.propagationIntervalMs,
           clock: deps.clock,
           logger,
+          signal,
         });
         logger.info({ stage: "propagation", record: fqdn, servers, attempts: waited.attempts, elapsedMs: waited.elapsedMs }, "every authoritative server serves the TXT value");
       } catch (err) {
         // a plain function, not `this.cleanup`: present may be called detached from the solver object
         await cleanup(handle);
+        if (signal?.aborted) throw signal.reason;
         throw atStage(err, "propagation");
       }
       return handle;

@@ -29,7 +29,7 @@ export function outcomeError(err: unknown, stage: Stage): OutcomeError {
 }
 
 /** The outcome of a run, from its events alone. */
-export function foldOutcome(fqdn: string, events: RenewalEvent[], action: RunAction, durationMs: number, error?: OutcomeError): TargetOutcome {
+export function foldOutcome(fqdn: string, events: RenewalEvent[], action: RunAction, durationMs: number, error?: OutcomeError, skippedBecause = "LockHeld"): TargetOutcome {
   const last = <T extends RenewalEvent["type"]>(type: T) => events.filter((e): e is Extract<RenewalEvent, { type: T }> => e.type === type).at(-1);
   const planned = last("planned");
   const stored = last("stored");
@@ -42,7 +42,7 @@ export function foldOutcome(fqdn: string, events: RenewalEvent[], action: RunAct
   return {
     fqdn,
     action,
-    reason: planned?.reason ?? (action === "skipped" ? "LockHeld" : (error?.code ?? "")),
+    reason: action === "skipped" ? skippedBecause : (planned?.reason ?? error?.code ?? ""),
     ...(cert ? { serial: cert.serial, notBefore: cert.notBefore, notAfter: cert.notAfter, renewAt: cert.renewAt } : {}),
     ...(secret ? { secret } : {}),
     ...(stored ? { storedSecret: stored.secret } : {}),
@@ -103,15 +103,17 @@ export class RunRecorder {
     this.emit("planned", { renew: decision.renew, reason: decision.reason, message: decision.message, ...(secret ? { secret } : {}), ...(current ? { current } : {}) });
   }
 
-  private async finish(action: RunAction, error?: OutcomeError): Promise<TargetOutcome> {
-    const outcome = foldOutcome(this.fqdn, this.events, action, this.clock.now().getTime() - this.started, error);
+  private async finish(action: RunAction, error?: OutcomeError, skippedBecause?: string): Promise<TargetOutcome> {
+    const outcome = foldOutcome(this.fqdn, this.events, action, this.clock.now().getTime() - this.started, error, skippedBecause);
     this.emit("run-finished", { outcome });
     await this.bus.flush();
     return outcome;
   }
 
-  skipped(): Promise<TargetOutcome> {
-    return this.finish("skipped");
+  /** LockHeld: another run holds the Lease. Stopped: this process is stopping (SIGTERM); nothing was concluded. */
+  skipped(because: "LockHeld" | "Stopped" = "LockHeld"): Promise<TargetOutcome> {
+    if (because === "Stopped") this.logger.warn({ fqdn: this.fqdn, stage: this.current }, `stopped during ${this.current}; the next run starts over`);
+    return this.finish("skipped", undefined, because);
   }
 
   succeeded(renewed: boolean): Promise<TargetOutcome> {

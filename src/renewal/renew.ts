@@ -12,7 +12,8 @@
  *
  * Nothing before `store` writes anything but our own TXT values (always removed again). A failure up to and
  * including the rollout leaves the previous certificate in place and served. The run never throws: it returns a
- * typed outcome, folded from the events its subscribers saw.
+ * typed outcome, folded from the events its subscribers saw. Stopped through `stop`, it ends at the next step or
+ * wait, removes what it placed, releases the lock and reports itself skipped ("Stopped").
  */
 import type { RenewDeps, RenewSettings } from "./deps.js";
 import type { TargetOutcome } from "./events.js";
@@ -34,7 +35,7 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
       if (!signal) return await run.skipped();
     }
   } catch (err) {
-    return await run.failed(err);
+    return stop?.aborted ? await run.skipped("Stopped") : await run.failed(err);
   }
   try {
     const inspection = await run.stage("preflight", () => inspectTarget(deps, s));
@@ -58,7 +59,8 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
     await run.stage("prune", () => pruneVersions(deps, s, inspection, version.name));
     return await run.succeeded(true);
   } catch (err) {
-    return await run.failed(err);
+    // a stop (SIGTERM) is not a failed renewal: the history's failure count and the alerts must not move
+    return stop?.aborted ? await run.skipped("Stopped") : await run.failed(err);
   } finally {
     await deps.lock?.release();
   }

@@ -20,7 +20,9 @@ export function createAcmeSource(deps: AcmeSourceDeps): CertificateSource {
         throw atStage(err, "acme-order");
       });
       signal?.throwIfAborted();
-      const { chainPem } = await deps.acme().issue({ names, keyPem }, deps.solver);
+      // the order's challenges wait on this run's signal: a stop ends the propagation wait and removes the TXT value
+      const solver = signal ? { present: (name: string, value: string) => deps.solver.present(name, value, signal), cleanup: deps.solver.cleanup } : deps.solver;
+      const { chainPem } = await deps.acme().issue({ names, keyPem }, solver);
       return { chainPem, keyPem };
     },
   };

@@ -242,6 +242,20 @@ describe("createDnsSolver: propagation failure", () => {
     expect(s.zone.txtValues(RECORD)).toEqual([]);
   });
 
+  it("when the run is stopped while waiting for the name servers, the wait ends at once, the value is removed and the stop's reason propagates", async () => {
+    const s = setup();
+    s.lookup.laggingServers.add(s.zone.servers[0]!);
+    const stop = new AbortController();
+    const sleep = s.clock.sleep.bind(s.clock);
+    s.clock.sleep = (ms, signal) => (stop.abort(new Error("SIGTERM")), sleep(ms, signal));
+
+    const err = await s.solver.present(RECORD, VALUE, stop.signal).then(() => undefined, (e: unknown) => e);
+
+    expect(err).toEqual(new Error("SIGTERM"));
+    expect(s.zone.txtRemoves).toEqual([{ fqdn: RECORD, value: VALUE }]);
+    expect(s.zone.txtValues(RECORD)).toEqual([]);
+  });
+
   it("when present is called detached from the solver object, a timeout still removes the value", async () => {
     const s = setup();
     s.lookup.laggingServers.add(s.zone.servers[0]!);

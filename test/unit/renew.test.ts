@@ -1115,7 +1115,7 @@ describe("renewTarget: the outcome and the events of each path", () => {
     expect(r).toMatchObject({ action: "renewed", servingOk: true });
   });
 
-  it("when the run is aborted while waiting for azureml-fe, it stops at once and releases the lock", async () => {
+  it("when the run is stopped while waiting for azureml-fe, it ends at once as skipped (Stopped), not failed, and releases the lock", async () => {
     const w = world();
     seedManaged(w, "azureml-tls-due", dueCert);
     pointExtensionAt(w, "azureml-tls-due");
@@ -1128,7 +1128,8 @@ describe("renewTarget: the outcome and the events of each path", () => {
 
     const r = await renewTarget(w.deps, settings(), stop.signal);
 
-    expect(r).toMatchObject({ action: "failed", error: { stage: "verify-tls", message: "SIGTERM" } });
+    expect(r).toMatchObject({ action: "skipped", reason: "Stopped" });
+    expect(r.error).toBeUndefined();
     expect(w.tlsProbe.calls).toHaveLength(1);
     expect(calls).toEqual(["acquire", "release"]);
   });
