@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * amlcert's command line. The only module that touches `process`: arguments, environment, stdout/stderr and the
- * exit code. Logs go to stderr; each command's result goes to stdout as JSON lines (one per target).
+ * amlcert's command line. The only module that touches `process`: arguments, environment, signals, stdout/stderr
+ * and the exit code. Logs go to stderr; each command's result goes to stdout (a line per target: readable on a
+ * terminal, JSON otherwise).
  */
 import { parseArgs } from "node:util";
 import { readFileSync } from "node:fs";
@@ -10,61 +11,63 @@ import { loadConfig } from "./config/load.js";
 import { AmlcertError, ExitCode, isAmlcertError } from "./errors.js";
 import { createLogger, serializeError, type Logger } from "./observability/logger.js";
 import { systemClock } from "./ports.js";
-import { createApp } from "./app/compose.js";
-import { exitCodeOf, runPlan, runRenew, worstExitCode } from "./app/run.js";
-import { formatPlanLine, formatRenewResult } from "./app/present.js";
+import { daemonCommand, planCommand, renewCommand, SIGNAL_EXIT, statusCommand, type CommandContext } from "./cli/commands.js";
 
 const USAGE = `amlcert: certificate renewal for Azure ML Kubernetes online endpoints
 
 Usage:
-  amlcert renew [--config FILE] [--target FQDN]... [--force]   renew what is due, roll it out, verify it
-  amlcert plan  [--config FILE] [--target FQDN]...             print what renew would do and why; writes nothing
-  amlcert demo                                               run a real renewal against local stand-ins (from a source checkout)
+  amlcert renew  [--config FILE] [--target FQDN]... [--force]  renew what is due, roll it out, verify it (CronJob mode)
+  amlcert daemon [--config FILE] [--target FQDN]...            renew on a schedule; /metrics, /healthz, /readyz
+  amlcert plan   [--config FILE] [--target FQDN]...            print what renew would do and why; writes nothing
+  amlcert status [--config FILE] [--target FQDN]...            certificate, history and checks per target; writes nothing
+  amlcert demo                                                run a real renewal against local stand-ins (from a source checkout)
   amlcert version
 
 Options:
   -c, --config FILE   YAML configuration (default: $AMLCERT_CONFIG)
   -t, --target FQDN   only this target (repeatable)
-  -f, --force         renew even when the certificate is not due
+  -f, --force         renew even when the certificate is not due (renew only)
       --json          print results as JSON lines even on a terminal (the default when stdout is not a TTY)
   -h, --help
 
 Exit codes:
-  0  renewed and verified, or nothing to do
+  0  renewed and verified, or nothing to do (daemon: stopped cleanly)
   1  internal error (a bug)
   2  bad command line or configuration (nothing contacted, nothing written)
   3  renewal failed up to and including the extension update (the previous certificate is still in place)
   4  the new certificate is rolled out but the DNS or TLS check afterwards failed
-  130/143  stopped by SIGINT/SIGTERM (after removing our TXT values and releasing the Lease)
+  130/143  renew, plan, status stopped by SIGINT/SIGTERM (after removing our TXT values and releasing the Lease)
 `;
+
+const COMMANDS: Record<string, (ctx: CommandContext) => Promise<number>> = { renew: renewCommand, daemon: daemonCommand, plan: planCommand, status: statusCommand };
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
   return pkg.version;
 }
 
-/** Exit codes for a run stopped by a signal, after cleanup (the shell's 128 + signal number). */
-const SIGNAL_EXIT: Record<string, number> = { SIGTERM: 143, SIGINT: 130 };
 /** How long cleanup may take after a signal; Kubernetes' default grace period is 30 s. */
-const SHUTDOWN_BOUND_MS = 20_000;
+const SHUTDOWN_BOUND_MS = 25_000;
 
-/**
- * A CronJob pod evicted or past activeDeadlineSeconds gets SIGTERM: remove the TXT values of the order in flight and
- * release the Lease (so the next run is not blocked for an hour), then exit.
- */
-function onTermination(shutdown: () => Promise<void>, logger: Logger): void {
-  let stopping = false;
+/** Set by the first SIGTERM/SIGINT: from then on the signal handler decides the exit code, not the command. */
+let stopping = false;
+
+/** The first SIGTERM/SIGINT runs the command's handler (bounded), then exits with its code; later signals are ignored. */
+function onSignal(logger: () => Logger): CommandContext["onSignal"] {
+  let handler: ((signal: string) => Promise<number>) | undefined;
   for (const signal of Object.keys(SIGNAL_EXIT)) {
     process.on(signal, () => {
       if (stopping) return;
       stopping = true;
-      logger.warn({ signal }, `${signal}: removing our TXT values and releasing the Lease, then exiting`);
-      const bound = new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_BOUND_MS).unref());
-      void Promise.race([shutdown().catch((err: unknown) => logger.error({ err }, "cleanup after the signal failed")), bound]).then(() =>
-        process.exit(SIGNAL_EXIT[signal]),
-      );
+      const bound = new Promise<number>((resolve) => setTimeout(() => resolve(SIGNAL_EXIT[signal]!), SHUTDOWN_BOUND_MS).unref());
+      const handled = (handler ?? (async () => SIGNAL_EXIT[signal]!))(signal).catch((err: unknown) => {
+        logger().error({ err }, "cleanup after the signal failed");
+        return SIGNAL_EXIT[signal]!;
+      });
+      void Promise.race([handled, bound]).then((code) => process.exit(code));
     });
   }
+  return (h) => void (handler = h);
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -107,7 +110,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
       throw err;
     }
   }
-  if (command !== "renew" && command !== "plan") {
+  const run = command ? COMMANDS[command] : undefined;
+  if (!run) {
     process.stderr.write(`amlcert: ${command ? `unknown command "${command}"` : "no command given"}\n\n${USAGE}`);
     return ExitCode.Config;
   }
@@ -115,8 +119,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     process.stderr.write(`amlcert: unexpected argument "${rest[0]}"\n\n${USAGE}`);
     return ExitCode.Config;
   }
+  if (parsed.values.force && command !== "renew") {
+    process.stderr.write(`amlcert: --force applies to renew only\n\n${USAGE}`);
+    return ExitCode.Config;
+  }
 
   let logger: Logger = createLogger({ level: env.AMLCERT_LOG_LEVEL ?? "info", format: "auto" });
+  const signals = onSignal(() => logger);
   try {
     const loaded = loadConfig({ path: parsed.values.config, env });
     logger = createLogger({ level: loaded.config.log.level, format: loaded.config.log.format });
@@ -125,19 +134,20 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     if (unknown.length > 0) {
       throw new AmlcertError("CONFIG_INVALID", "config", `--target ${unknown.join(", ")}: not among the configured targets (${loaded.config.targets.map((t) => t.fqdn).join(", ")})`);
     }
-    const targets = wanted.length > 0 ? loaded.config.targets.filter((t) => wanted.includes(t.fqdn)) : loaded.config.targets;
-    const app = createApp({ config: loaded.config, eabHmacKey: loaded.eabHmacKey, env, logger, clock: systemClock, force: parsed.values.force ?? false, holder: `${hostname()}/${process.pid}` });
-    onTermination(app.shutdown, logger);
-    const human = Boolean(process.stdout.isTTY) && !parsed.values.json;
-    const write = <T extends object>(line: T, format: (l: T) => string) => process.stdout.write(`${human ? format(line) : JSON.stringify(line)}\n`);
-    if (command === "plan") {
-      const results = await runPlan(app, targets, logger);
-      results.forEach((r) => write(r, formatPlanLine));
-      return worstExitCode(results.map((r) => r.exitCode));
-    }
-    const results = await runRenew(app, targets);
-    results.forEach((r) => write(r, formatRenewResult));
-    return worstExitCode(results.map(exitCodeOf));
+    return await run({
+      config: loaded.config,
+      eabHmacKey: loaded.eabHmacKey,
+      targets: wanted.length > 0 ? loaded.config.targets.filter((t) => wanted.includes(t.fqdn)) : loaded.config.targets,
+      env,
+      logger,
+      clock: systemClock,
+      force: parsed.values.force ?? false,
+      holder: `${env.POD_NAME ?? hostname()}/${process.pid}`,
+      version: version(),
+      human: Boolean(process.stdout.isTTY) && !parsed.values.json,
+      out: (text) => void process.stdout.write(text),
+      onSignal: signals,
+    });
   } catch (err) {
     if (isAmlcertError(err)) {
       if (err.code === "CONFIG_INVALID") process.stderr.write(`amlcert: ${err.message}\n`);
@@ -151,6 +161,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
 
 main(process.argv.slice(2), process.env).then(
   (code) => {
+    // After a signal, its handler exits (143/130 for a one-shot run, once the clean-up is done).
+    if (stopping) return;
     // Exit now: SDK keep-alive sockets must not hold a CronJob pod open. stdout/stderr writes are synchronous
     // for files and pipes, so nothing is lost.
     process.exit(code);

@@ -173,7 +173,8 @@ export function createApp(input: AppInput): App {
   };
   const historySink = (t: TargetConfig): EventSink => (e) =>
     // the next attempt is the scheduler's to say (`scheduled`, after this); a CronJob's schedule is not ours to know
-    e.type === "run-finished" ? recordHistory(t, (prev) => nextHistory(prev, e.outcome, clock.now())) : undefined;
+    // a skipped run (another run holds the Lease, or this one was stopped) concluded nothing: the history is left alone
+    e.type === "run-finished" && e.outcome.action !== "skipped" ? recordHistory(t, (prev) => nextHistory(prev, e.outcome, clock.now())) : undefined;
   const scheduled = (t: TargetConfig, at: Date) =>
     recordHistory(t, (prev) => ({ ...(prev ?? { fqdn: t.fqdn, consecutiveFailures: 0 }), nextAttempt: at.toISOString() }));
 

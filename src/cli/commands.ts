@@ -1,0 +1,95 @@
+/**
+ * One function per command. Each gets a loaded configuration and its selected targets, builds the app (process
+ * scope) once, runs, and returns the exit code. Only src/cli.ts touches `process`; signals arrive as `onSignal`.
+ */
+import type { Config, TargetConfig } from "../config/schema.js";
+import type { Logger } from "../observability/logger.js";
+import type { Clock } from "../ports.js";
+import { createApp, type App } from "../app/compose.js";
+import { exitCodeOf, runPlan, runRenew, worstExitCode } from "../app/run.js";
+import { runStatus } from "../app/status.js";
+import { serveDaemon } from "../app/serve.js";
+import { formatPlanLine, formatRenewResult } from "../app/present.js";
+import { formatStatusJson, formatStatusTable, statusExitCode } from "../app/status-view.js";
+import { createMetrics } from "../observability/metrics.js";
+import { pushMetrics } from "../observability/pushgateway.js";
+import { ExitCode } from "../errors.js";
+
+export interface CommandContext {
+  config: Config;
+  eabHmacKey?: string;
+  targets: TargetConfig[];
+  env: Record<string, string | undefined>;
+  logger: Logger;
+  clock: Clock;
+  force: boolean;
+  holder: string;
+  version: string;
+  /** print results for a person (a terminal without --json) */
+  human: boolean;
+  out: (text: string) => void;
+  /** register what a SIGTERM/SIGINT does; the CLI exits with the returned code once it resolves */
+  onSignal: (handler: (signal: string) => Promise<number>) => void;
+}
+
+/** Exit codes for a run stopped by a signal, after cleanup (the shell's 128 + signal number). */
+export const SIGNAL_EXIT: Record<string, number> = { SIGTERM: 143, SIGINT: 130 };
+
+function app(ctx: CommandContext, metrics?: ReturnType<typeof createMetrics>): App {
+  return createApp({ config: ctx.config, eabHmacKey: ctx.eabHmacKey, env: ctx.env, logger: ctx.logger, clock: ctx.clock, force: ctx.force, holder: ctx.holder, metrics });
+}
+
+const lines = <T>(ctx: CommandContext, items: T[], human: (t: T) => string) => ctx.out(items.map((i) => (ctx.human ? human(i) : JSON.stringify(i))).join("\n") + "\n");
+
+/** A one-shot run (CronJob): a signal aborts the run in flight and removes our TXT values; exit 143/130. */
+function stopOnSignal(ctx: CommandContext, a: App): AbortSignal {
+  const stop = new AbortController();
+  ctx.onSignal(async (signal) => {
+    ctx.logger.warn({ signal }, `${signal}: removing our TXT values and releasing the Lease, then exiting`);
+    stop.abort(new Error(`stopped by ${signal}`));
+    await a.shutdown();
+    return SIGNAL_EXIT[signal] ?? ExitCode.Internal;
+  });
+  return stop.signal;
+}
+
+export async function renewCommand(ctx: CommandContext): Promise<number> {
+  const push = ctx.config.metrics.pushgateway;
+  const metrics = push ? createMetrics({ version: ctx.version }) : undefined;
+  const a = app(ctx, metrics);
+  const outcomes = await runRenew(a, ctx.targets, stopOnSignal(ctx, a));
+  if (push && metrics) await pushMetrics({ url: push, job: ctx.config.metrics.job, targets: ctx.targets.map((t) => t.fqdn), metrics, logger: ctx.logger });
+  lines(ctx, outcomes, formatRenewResult);
+  return worstExitCode(outcomes.map(exitCodeOf));
+}
+
+export async function planCommand(ctx: CommandContext): Promise<number> {
+  const a = app(ctx);
+  stopOnSignal(ctx, a);
+  const results = await runPlan(a, ctx.targets, ctx.logger);
+  lines(ctx, results, formatPlanLine);
+  return worstExitCode(results.map((r) => r.exitCode));
+}
+
+export async function statusCommand(ctx: CommandContext): Promise<number> {
+  const a = app(ctx);
+  stopOnSignal(ctx, a);
+  const results = await runStatus(a, ctx.targets, ctx.logger, () => ctx.clock.now());
+  if (ctx.human) ctx.out(formatStatusTable(results, ctx.clock.now()));
+  else ctx.out(results.map(formatStatusJson).join("\n") + "\n");
+  return statusExitCode(results);
+}
+
+/** The long-running container: runs until SIGTERM/SIGINT, then stops cleanly and exits 0. */
+export async function daemonCommand(ctx: CommandContext): Promise<number> {
+  const metrics = createMetrics({ version: ctx.version });
+  const a = app(ctx, metrics);
+  const daemon = await serveDaemon(a, ctx.targets, { config: ctx.config, metrics, logger: ctx.logger, clock: ctx.clock });
+  ctx.onSignal(async (signal) => {
+    ctx.logger.info({ signal }, `${signal}: stopping the daemon`);
+    await daemon.stop();
+    return ExitCode.Ok;
+  });
+  await daemon.done;
+  return ExitCode.Ok;
+}
