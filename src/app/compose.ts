@@ -210,6 +210,7 @@ export function createApp(input: AppInput): App {
       clusterName: t.extension.clusterName,
       extensionName: t.extension.name,
       lroTimeoutMs: config.extension.lroTimeout,
+      clock,
       pollIntervalMs: config.extension.pollInterval,
     });
     const solver = createDnsSolver({

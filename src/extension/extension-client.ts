@@ -9,7 +9,7 @@ import { SourceControlConfigurationClient, type Extension } from "@azure/arm-kub
 import type { TokenCredential } from "@azure/identity";
 import type { Logger } from "pino";
 import { AmlcertError, type Stage } from "../errors.js";
-import type { ExtensionClient, ExtensionState, RequestObserver } from "../ports.js";
+import { systemClock, type Clock, type ExtensionClient, type ExtensionState, type RequestObserver } from "../ports.js";
 import { toAmlcertError } from "../azure/arm-error.js";
 import { observerClientOptions } from "../azure/request-policy.js";
 
@@ -27,6 +27,8 @@ export interface ExtensionClientOptions {
   logger: Logger;
   /** bound on the whole update: the PATCH and every poll */
   lroTimeoutMs: number;
+  /** the deadline and the elapsed time in the log go through it (default: the system clock) */
+  clock?: Clock;
   /** interval between operation polls when ARM sends no Retry-After; default the SDK's (2 s) */
   pollIntervalMs?: number;
   /** SDK retry policy for 429/5xx/network errors */
@@ -58,6 +60,7 @@ interface RawResponse {
 
 export function createExtensionClient(opts: ExtensionClientOptions): ExtensionClient {
   const stage = opts.stage ?? "extension";
+  const clock = opts.clock ?? systemClock;
   const rp = CLUSTER_RP[opts.clusterType];
   const { resourceGroup: rg, clusterType, clusterName, extensionName } = opts;
   const client = new SourceControlConfigurationClient(opts.credential, opts.subscriptionId, {
@@ -86,7 +89,8 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
 
     async updateSettings(settings) {
       const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), opts.lroTimeoutMs);
+      const deadline = new AbortController();
+      void clock.sleep(opts.lroTimeoutMs, deadline.signal).then(() => abort.abort(), () => undefined);
       let initialStatus: number | undefined;
       let lroError: { code?: string; message?: string } | undefined;
       const onResponse = (raw: RawResponse) => {
@@ -97,7 +101,7 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
           lroError = { code: e?.code ?? body.status, message: e?.message ?? `the operation ended ${body.status}` };
         }
       };
-      const started = Date.now();
+      const started = clock.now().getTime();
       try {
         const poller = await client.extensions.beginUpdate(
           rg,
@@ -112,7 +116,7 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
         if (changed) log.info({ keys: Object.keys(settings) }, "extension update accepted; waiting for the operation");
         const result = await poller.pollUntilDone({ abortSignal: abort.signal });
         const state = toState(result);
-        log.info({ changed, provisioningState: state.provisioningState, ms: Date.now() - started }, changed ? "extension updated" : "extension already had these settings");
+        log.info({ changed, provisioningState: state.provisioningState, ms: clock.now().getTime() - started }, changed ? "extension updated" : "extension already had these settings");
         return { changed, state };
       } catch (err) {
         if (abort.signal.aborted) {
@@ -133,7 +137,7 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
         }
         throw fail(err, `update extension ${extensionName}`, "Microsoft.KubernetesConfiguration/extensions/write");
       } finally {
-        clearTimeout(timer);
+        deadline.abort();
       }
     },
   };
