@@ -194,6 +194,7 @@ function run(binary: string, args: string[]): Promise<{ code: number; out: strin
 describe("the dashboard's counting queries (promtool, fixed series)", () => {
   const D = 'job="amlcert", instance="10.244.1.7:9464"';
   const P = 'job="amlcert", target="cron.contoso.test"';
+  const P2 = 'job="amlcert", target="cron2.contoso.test"';
   const expand = expandGrafanaVariables;
   const input = [
     // daemon: its first failed run at 5m creates the series, the next at 10m increments it
@@ -207,6 +208,10 @@ describe("the dashboard's counting queries (promtool, fixed series)", () => {
     { series: `amlcert_renewal_failures_total{${P}, stage="acme-order", code="ACME_REJECTED"}`, values: "_ 1x3 1x4 stale" },
     { series: `amlcert_requests_total{${P}, system="acme", status="429"}`, values: "_ 2x3 2x4 stale" },
     { series: `amlcert_requests_total{${P}, system="acme", status="201"}`, values: "_x10 3x10" },
+    // the same run's process-wide counts in its second target's group: counted once
+    { series: `push_time_seconds{${P2}}`, values: "_ 61x3 301x4 601x10" },
+    { series: `amlcert_requests_total{${P2}, system="acme", status="429"}`, values: "_ 2x3 2x4 stale" },
+    { series: `amlcert_requests_total{${P2}, system="acme", status="201"}`, values: "_x10 3x10" },
     // the last pushed run's histogram: one extension stage of 95 s (bucket 60..120)
     ...["60", "120", "+Inf"].map((le) => ({ series: `amlcert_stage_duration_seconds_bucket{${P}, stage="extension", le="${le}"}`, values: le === "60" ? "0x20" : "1x20" })),
     // a daemon's histogram that grows: one acme-order stage of 4.2 s at 10m (bucket 2.5..5)
