@@ -345,11 +345,12 @@ export async function startPrometheus(opts: PrometheusOptions = {}): Promise<Pro
         await sleep(50);
       }
       if (ready) return handle(url, configFile, ruleFiles, proc, dir);
+      const exited = proc.hasExited();
       await stop(proc);
-      lastFailure = proc.output();
+      lastFailure = `${exited ? "it exited before it was ready" : `not ready within ${START_TIMEOUT_MS} ms`}:\n${tail(proc.output())}`;
       if (!/address already in use/i.test(lastFailure)) break; // only a port race is worth another attempt
     }
-    throw new Error(`Prometheus did not start within ${START_TIMEOUT_MS} ms:\n${tail(lastFailure)}`);
+    throw new Error(`Prometheus did not start: ${lastFailure}`);
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
