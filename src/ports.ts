@@ -132,8 +132,9 @@ export interface ExtensionState {
 export interface ExtensionClient {
   get(): Promise<ExtensionState>;
   /** PATCH only `configurationSettings` with these keys; wait for the long-running operation (bounded).
-   * Returns whether ARM reported a change (202 + operation) or none (200). Throws on LRO Failed/Canceled. */
-  updateSettings(settings: Record<string, string>): Promise<{ changed: boolean; state: ExtensionState }>;
+   * Returns whether ARM reported a change (202 + operation) or none (200). Throws on LRO Failed/Canceled. `signal`
+   * stops the wait (ARM may still complete the operation; the next run reads the extension again). */
+  updateSettings(settings: Record<string, string>, signal?: AbortSignal): Promise<{ changed: boolean; state: ExtensionState }>;
 }
 
 export interface TlsProbeResult {

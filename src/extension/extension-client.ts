@@ -87,8 +87,11 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
       }
     },
 
-    async updateSettings(settings) {
+    async updateSettings(settings, signal) {
+      signal?.throwIfAborted();
       const abort = new AbortController();
+      const stop = () => abort.abort(signal?.reason);
+      signal?.addEventListener("abort", stop, { once: true });
       const deadline = new AbortController();
       void clock.sleep(opts.lroTimeoutMs, deadline.signal).then(() => abort.abort(), () => undefined);
       let initialStatus: number | undefined;
@@ -119,6 +122,7 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
         log.info({ changed, provisioningState: state.provisioningState, ms: clock.now().getTime() - started }, changed ? "extension updated" : "extension already had these settings");
         return { changed, state };
       } catch (err) {
+        if (signal?.aborted) throw signal.reason;
         if (abort.signal.aborted) {
           throw new AmlcertError(
             "EXTENSION_TIMEOUT",
@@ -138,6 +142,7 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
         throw fail(err, `update extension ${extensionName}`, "Microsoft.KubernetesConfiguration/extensions/write");
       } finally {
         deadline.abort();
+        signal?.removeEventListener("abort", stop);
       }
     },
   };

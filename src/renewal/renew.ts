@@ -45,7 +45,7 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
     run.emit("dns-checked", { ok: dns.ok, problems: dns.problems });
 
     if (!inspection.decision.renew) {
-      const redriven = await run.stage("extension", () => redriveFailedExtension(deps, s, inspection));
+      const redriven = await run.stage("extension", () => redriveFailedExtension(deps, s, inspection, signal));
       if (redriven) run.emit("rolled-out", redriven);
       await verifyInPlace(run, deps, s, inspection, dns.ok, redriven?.changed ?? false, signal);
       return await run.succeeded(false);
@@ -53,7 +53,7 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
 
     const version = await obtainVersion(run, deps, s, inspection, signal);
     run.emit("stored", { secret: version.name, reused: version.reused, certificate: certificateFacts(version.leaf, s.renewBeforeMs) });
-    const rollout = await run.stage("extension", () => rollOut(deps, s, inspection, version));
+    const rollout = await run.stage("extension", () => rollOut(deps, s, inspection, version, signal));
     run.emit("rolled-out", rollout);
     await verifyRollout(run, deps, s, inspection, version, rollout.changed, signal);
     await run.stage("prune", () => pruneVersions(deps, s, inspection, version.name));

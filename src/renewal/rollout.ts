@@ -45,15 +45,17 @@ async function restorePrevious(deps: RenewDeps, inspection: Inspection, v: Store
   }
 }
 
-export async function rollOut(deps: RenewDeps, s: RenewSettings, inspection: Inspection, v: StoredVersion): Promise<{ secret: string; changed: boolean }> {
+export async function rollOut(deps: RenewDeps, s: RenewSettings, inspection: Inspection, v: StoredVersion, signal?: AbortSignal): Promise<{ secret: string; changed: boolean }> {
   const log = deps.logger.child({ fqdn: s.fqdn });
   const mark = (rollout: RolloutState) => recordRollout(deps, log, secretFor(v), rollout);
   try {
-    const { changed } = await deps.extension.updateSettings(pointAt(s, v.name));
+    const { changed } = await deps.extension.updateSettings(pointAt(s, v.name), signal);
     log.info({ stage: "extension", secret: v.name, changed }, changed ? "extension updated" : "extension already pointed at this secret (no change)");
     await mark({ state: "done", failures: v.previousFailures });
     return { secret: v.name, changed };
   } catch (err) {
+    // stopped while waiting for the operation: its result is unknown, the next run reads the extension again
+    if (signal?.aborted) throw err;
     if (s.secretMode === "fixed" && inspection.current) await restorePrevious(deps, inspection, v, err);
     else if (s.secretMode === "versioned") {
       const failures = v.previousFailures + 1;
@@ -73,13 +75,13 @@ export async function rollOut(deps: RenewDeps, s: RenewSettings, inspection: Ins
  * Nothing to renew, but an extension whose last operation Failed or was Canceled is updated again, pointing at the
  * certificate in place; a pending version in place is then marked rolled out.
  */
-export async function redriveFailedExtension(deps: RenewDeps, s: RenewSettings, inspection: Inspection): Promise<{ secret: string; changed: boolean } | undefined> {
+export async function redriveFailedExtension(deps: RenewDeps, s: RenewSettings, inspection: Inspection, signal?: AbortSignal): Promise<{ secret: string; changed: boolean } | undefined> {
   const state = inspection.extension.provisioningState ?? "";
   if (!/^(failed|canceled)$/i.test(state)) return undefined;
   const secretName = inspection.currentSecretName!;
   const log = deps.logger.child({ fqdn: s.fqdn });
   log.warn({ stage: "extension", provisioningState: state }, "the extension's last operation did not succeed; updating it again");
-  const { changed } = await deps.extension.updateSettings(pointAt(s, secretName));
+  const { changed } = await deps.extension.updateSettings(pointAt(s, secretName), signal);
   const held = inspection.current;
   if (held && rolloutOf(held).state === "pending") await recordRollout(deps, log, held, { state: "done", failures: rolloutOf(held).failures });
   return { secret: secretName, changed };

@@ -254,6 +254,10 @@ export class FakeExtension implements ExtensionClient {
   failGet: Failure<[]>;
   /** what ARM reports: "auto" = changed when a setting differs */
   changed: boolean | "auto" = "auto";
+  /** the operation never ends on its own: only the caller's signal ends the wait (with its reason) */
+  hangUpdate = false;
+  /** called when an update starts waiting (to stop the run at that moment) */
+  onUpdateWait: (() => void) | undefined;
 
   constructor(opts: FakeExtensionOptions = {}) {
     this.state = {
@@ -279,8 +283,15 @@ export class FakeExtension implements ExtensionClient {
     return this.snapshot();
   }
 
-  async updateSettings(settings: Record<string, string>): Promise<{ changed: boolean; state: ExtensionState }> {
+  async updateSettings(settings: Record<string, string>, signal?: AbortSignal): Promise<{ changed: boolean; state: ExtensionState }> {
     this.patches.push({ ...settings });
+    if (this.hangUpdate) {
+      await new Promise<never>((_, reject) => {
+        if (!signal) return reject(new Error("FakeExtension: hangUpdate without a signal would never end"));
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+        this.onUpdateWait?.();
+      });
+    }
     failWith(this.failUpdate, settings);
     const differs = Object.entries(settings).some(([k, v]) => this.state.configurationSettings[k] !== v);
     this.state.configurationSettings = { ...this.state.configurationSettings, ...settings };

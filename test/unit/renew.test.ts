@@ -1133,4 +1133,21 @@ describe("renewTarget: the outcome and the events of each path", () => {
     expect(w.tlsProbe.calls).toHaveLength(1);
     expect(calls).toEqual(["acquire", "release"]);
   });
+
+  it("when the run is stopped while waiting for the extension's operation, it ends as skipped (Stopped) and the stored version keeps its rollout count", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-due", dueCert);
+    pointExtensionAt(w, "azureml-tls-due");
+    caIssues(w, issued);
+    const stop = new AbortController();
+    w.extension.hangUpdate = true;
+    w.extension.onUpdateWait = () => stop.abort(new Error("SIGTERM"));
+
+    const r = await renewTarget(w.deps, settings(), stop.signal);
+
+    const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
+    expect(r).toMatchObject({ action: "skipped", reason: "Stopped", storedSecret: newName });
+    // not marked as a failed rollout: the operation's result is unknown and the next run reads the extension again
+    expect(w.kube.secrets.get(newName)?.annotations).toMatchObject({ [ANNOTATION.rollout]: "pending", [ANNOTATION.rolloutFailures]: "0" });
+  });
 });

@@ -1,0 +1,45 @@
+import { afterAll, beforeAll, expect, test, vi } from "vitest";
+import { createExtensionClient } from "../../src/extension/extension-client.js";
+import type { ExtensionRef } from "../servers/arm-server.js";
+import { SUBSCRIPTION, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
+
+const AKS: ExtensionRef = { subscriptionId: SUBSCRIPTION, resourceGroup: "rg-ml", clusterType: "managedClusters", clusterName: "aks-ml", name: "azureml" };
+
+let fx: AzureFixture;
+beforeAll(async () => {
+  fx = await startAzureFixture();
+});
+afterAll(async () => {
+  await fx?.arm.settleOperations();
+  await fx?.close();
+});
+
+test("when the caller's signal aborts while the extension's operation runs, the wait ends at once with the signal's reason, not EXTENSION_TIMEOUT", async () => {
+  fx.arm.addExtension({ ...AKS, configurationSettings: { allowInsecureConnections: "False", sslSecret: "old" }, protectedSettings: {} });
+  fx.arm.lro.outcome = "Succeeded";
+  fx.arm.lro.pollsBeforeDone = 1_000_000;
+  const client = createExtensionClient({
+    credential: fx.credential().credential,
+    endpoint: fx.cloud.resourceManagerEndpoint,
+    scope: fx.cloud.tokenScope,
+    subscriptionId: SUBSCRIPTION,
+    resourceGroup: "rg-ml",
+    clusterType: "managedClusters",
+    clusterName: "aks-ml",
+    extensionName: "azureml",
+    logger: fx.logger,
+    lroTimeoutMs: 600_000,
+    pollIntervalMs: 10,
+  });
+  const stop = new AbortController();
+  const wait = client.updateSettings({ sslSecret: "new", "scoringFe.sslSecret": "new", sslCname: "ml.example.test" }, stop.signal).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  // stop once the operation is being polled (the PATCH was accepted with 202)
+  await vi.waitFor(() => expect(fx.arm.requests.filter((r) => r.method === "GET").length).toBeGreaterThanOrEqual(2), { timeout: 10_000, interval: 10 });
+  stop.abort(new Error("SIGTERM"));
+  const err = await wait;
+  expect(err).toEqual(new Error("SIGTERM"));
+  expect(fx.arm.requests.filter((r) => r.method === "PATCH")).toHaveLength(1);
+});
