@@ -85,6 +85,19 @@ export interface CliOptions {
   onStderr?: (chunk: string, child: ChildProcess) => void;
 }
 
+/** A CLI child that keeps running (the daemon): its output so far, bounded waits on it, and a signal to stop it. */
+export interface SpawnedCli {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** resolves with the exit code (a signal's death is 128 + its number) once the child has exited */
+  exited: Promise<number>;
+  /** the first complete stderr line matching `pattern`, from the start of the output; rejects after `timeoutMs` or when the child exits first */
+  waitForStderr(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** send `signal` and resolve with the exit code; after `timeoutMs` the child is killed (SIGKILL) and this rejects */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number>;
+}
+
 export interface Harness {
   dir: string;
   pki: TestPki;
@@ -102,8 +115,12 @@ export interface Harness {
   /** the environment a CLI child gets: trust, workload identity, nothing else from this process but PATH */
   cliEnv(extra?: Record<string, string>): Record<string, string>;
   runCli(args: string[], opts?: CliOptions): Promise<CliRun>;
+  /** start the built CLI and return at once (for `amlcert daemon`); the harness's stop() kills it if still running */
+  spawnCli(args: string[], opts?: { env?: Record<string, string> }): SpawnedCli;
   stop(): Promise<void>;
 }
+
+const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
 function workloadToken(): string {
   const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
@@ -287,7 +304,68 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         });
       });
 
-    return { dir, pki, zones, zone, dns, entra, arm, pebble, clusters, kubeconfig, pebbleRootsFile, writeConfig, cliEnv, runCli, stop };
+    const spawnCli = (args: string[], o: { env?: Record<string, string> } = {}): SpawnedCli => {
+      const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(o.env), stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      const waiters = new Set<() => void>();
+      const wake = () => waiters.forEach((w) => w());
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on("data", (d: Buffer) => {
+        stderr += d.toString();
+        wake();
+      });
+      const exited = new Promise<number>((resolveExit) => {
+        child.on("close", (code, signal) => {
+          resolveExit(code ?? 128 + (SIGNAL_NUMBERS[signal ?? ""] ?? 0));
+          wake();
+        });
+        child.on("error", () => resolveExit(-1));
+      });
+      let closed = false;
+      void exited.then(() => (closed = true));
+      stops.push(async () => {
+        if (closed) return;
+        child.kill("SIGKILL");
+        await exited;
+      });
+      const describe = () => `amlcert ${args.join(" ")}`;
+      const waitForStderr = (pattern: RegExp, timeoutMs = 60_000) =>
+        new Promise<string>((resolveWait, reject) => {
+          const check = () => {
+            // complete lines only: a chunk may end inside a line
+            const line = stderr.split("\n").slice(0, -1).find((l) => pattern.test(l));
+            if (line !== undefined) return done(() => resolveWait(line));
+            if (closed) return done(() => reject(new Error(`${describe()} exited before logging ${pattern}\n${stderr}`)));
+          };
+          const timer = setTimeout(() => done(() => reject(new Error(`${describe()} did not log ${pattern} within ${timeoutMs} ms\n${stderr}`))), timeoutMs);
+          const done = (settle: () => void) => {
+            clearTimeout(timer);
+            waiters.delete(check);
+            settle();
+          };
+          waiters.add(check);
+          check();
+        });
+      const stopChild = async (signal: NodeJS.Signals = "SIGTERM", timeoutMs = 40_000) => {
+        if (!closed) child.kill(signal);
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            child.kill("SIGKILL");
+            reject(new Error(`${describe()} did not exit within ${timeoutMs} ms of ${signal}\n${stderr}`));
+          }, timeoutMs);
+        });
+        try {
+          return await Promise.race([exited, late]);
+        } finally {
+          clearTimeout(timer);
+        }
+      };
+      return { child, stdout: () => stdout, stderr: () => stderr, exited, waitForStderr, stop: stopChild };
+    };
+
+    return { dir, pki, zones, zone, dns, entra, arm, pebble, clusters, kubeconfig, pebbleRootsFile, writeConfig, cliEnv, runCli, spawnCli, stop };
   } catch (err) {
     await stop();
     throw err;
