@@ -3,8 +3,9 @@
  *   - one holder identity per process (pod name or host, and pid);
  *   - a short lease (LEASE_DURATION_SECONDS), renewed every third of it while a run holds it, so a crashed holder
  *     blocks the next run for at most that long, not an hour;
- *   - a run that finds the lease held waits, bounded, when the holder's lease lapses within the wait (a crashed run:
- *     its CronJob retry pod must renew, not report "skipped"); a live holder keeps renewing, and then the run is skipped;
+ *   - a run that finds the lease held waits for it, polling, for at most a lease duration and a little: it takes the
+ *     lease once the holder releases it or stops renewing it (a crashed run: its CronJob retry pod must renew, not
+ *     report "skipped"); a holder still renewing after that, or one holding a longer lease, means the run is skipped;
  *   - within one process, runs on the same cluster take turns (the Lease alone would let the same holder in twice);
  *   - a lease lost while held (another run took it over) aborts the run through the signal `acquire` returns.
  */
@@ -75,7 +76,7 @@ export function createRunLock(opts: RunLockOptions): RunLock {
         const lapses = attempt.expiresAt ?? Number.POSITIVE_INFINITY;
         // a live holder (lease not lapsing within our wait), or waited long enough: skip
         if (lapses > deadline || now >= deadline || polls > Math.ceil((duration * 1000 + WAIT_SLACK_MS) / POLL_MS)) break;
-        if (polls === 0) logger.info({ lease: lease.name, holder: attempt.holder, lapsesAt: new Date(lapses).toISOString() }, "the lease is held by a run that stopped renewing it; waiting for it to lapse");
+        if (polls === 0) logger.info({ lease: lease.name, holder: attempt.holder, lapsesAt: new Date(lapses).toISOString() }, "the lease is held by another run; waiting for it to be released or to lapse");
         await clock.sleep(Math.max(250, Math.min(POLL_MS, lapses - now + 250)), signal);
       }
     } catch (err) {

@@ -50,7 +50,7 @@ export const fields: Field[] = [
   f("verify.interval", "duration", "Interval between TLS checks."),
   f("daemon.schedule", "string", "amlcert daemon: when to check every target, as a cron expression (node-cron; 5 fields, or 6 with seconds first)."),
   f("daemon.jitter", "duration", "amlcert daemon: each target runs up to this long after the scheduled time, at an offset fixed per target, so a fleet does not reach the CA at once."),
-  f("daemon.listen", "string", "amlcert daemon: host:port of the HTTP listener for /metrics, /healthz and /readyz."),
+  f("daemon.listen", "string", "amlcert daemon: host:port of the HTTP listener for /metrics, /healthz and /readyz (the port is required)."),
   f("daemon.runAtStart", "boolean", "amlcert daemon: check every target once at start, before the first scheduled time."),
   f("metrics.pushgateway", "string", "amlcert renew (CronJob mode): push the run's metrics to this Prometheus Pushgateway URL at the end of the run (grouping key job and target)."),
   f("metrics.job", "string", "The job label of pushed metrics."),

@@ -185,7 +185,12 @@ export const configSchema = z
             if (problem) ctx.addIssue({ code: "custom", message: `"${v}" is not a cron expression (${problem}); e.g. "0 */6 * * *"` });
           }),
         jitter: duration("30m"),
-        listen: hostPort.default("0.0.0.0:9464"),
+        // the port is required: parseServer's default is DNS's 53
+        listen: z
+          .string()
+          .trim()
+          .refine((v) => /^\[[^\]]+\]:\d+$|^[^:\[\]]+:\d+$/.test(v) && parseServer(v) !== undefined, { message: "must be host:port or [ipv6]:port (the port is required)" })
+          .default("0.0.0.0:9464"),
         runAtStart: z.boolean().default(true),
       })
       .strict()
