@@ -14,13 +14,13 @@
  * ml.contoso.test only by the daemon (`--target`), each with its own durable history. The tests of this file run
  * in order and build on each other (the dashboard needs the series the paths produced).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CLI, ROOT, startHarness, type CliRun, type Harness } from "../harness/harness.js";
 import { freePort } from "../servers/pebble.js";
 import { startPrometheus, type PromAlert, type Prometheus, type Sample } from "../servers/prometheus.js";
+import { spawnLogged, type LoggedChild } from "../servers/child-process.js";
 import { startPushgateway, type Pushgateway } from "../servers/pushgateway.js";
 import { dashboardQueries, expandGrafanaVariables, variableSelectors, type Dashboard } from "../prometheus/promql.js";
 
@@ -39,46 +39,13 @@ const TXT_WRITE = "Microsoft.Network/dnszones/TXT/write";
  */
 const EVERY_5_SECONDS = "*/5 * * * * *";
 
-/** A long-running CLI child (the daemon): bounded output for failure messages, its exit, a bounded stop. */
-interface CliChild {
-  child: ChildProcess;
+/** A long-running CLI child (the daemon) on a known port. */
+interface CliChild extends LoggedChild {
   port: number;
-  output(): string;
-  hasExited(): boolean;
-  exited: Promise<number | null>;
-  /** SIGTERM, then (after timeoutMs) SIGKILL; resolves with the exit code, null when it had to be killed */
-  stop(timeoutMs?: number): Promise<number | null>;
 }
 
-const LOG_LIMIT = 256 * 1024;
-
 function spawnDaemon(h: Harness, config: string, port: number, args: string[]): CliChild {
-  const child = spawn(process.execPath, [CLI, "daemon", "--config", config, ...args], { env: h.cliEnv(), stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  const append = (d: Buffer) => {
-    out += d.toString("utf8");
-    if (out.length > LOG_LIMIT) out = out.slice(out.length - LOG_LIMIT);
-  };
-  child.stdout!.on("data", append);
-  child.stderr!.on("data", append);
-  let done = false;
-  const exited = new Promise<number | null>((resolve) => {
-    child.once("close", (code) => ((done = true), resolve(code)));
-    child.once("error", (err) => ((done = true), append(Buffer.from(`spawn error: ${err.message}\n`)), resolve(null)));
-  });
-  const stop = async (timeoutMs = 40_000) => {
-    if (done) return exited;
-    child.kill("SIGTERM");
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), timeoutMs)));
-    const first = await Promise.race([exited, late]);
-    clearTimeout(timer);
-    if (first !== "late") return first;
-    child.kill("SIGKILL");
-    await exited;
-    return null;
-  };
-  return { child, port, output: () => out, hasExited: () => done, exited, stop };
+  return { ...spawnLogged(process.execPath, [CLI, "daemon", "--config", config, ...args], { env: h.cliEnv() }), port };
 }
 
 function resultOf(run: CliRun, fqdn: string): Record<string, unknown> {
@@ -272,7 +239,7 @@ describe("alerting on a real Prometheus and Pushgateway, with the shipped rules"
 
   it("the daemon stops on SIGTERM and exits 0", async () => {
     expect(daemon, "the daemon tests started it").toBeDefined();
-    const code = await daemon!.stop();
+    const code = await daemon!.stop(40_000);
     expect(code, tail(daemon!.output())).toBe(0);
     expect(daemon!.output()).toContain("amlcert daemon stopped");
     expect(daemon!.output()).not.toContain("PRIVATE KEY");

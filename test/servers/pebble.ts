@@ -16,7 +16,7 @@
  * - Management API (HTTPS, same certificate): GET /roots/0, /root-keys/0, /intermediates/0, /intermediate-keys/0,
  *   /cert-status-by-serial/<hex serial>. No ARI (renewalInfo) in 2.4.0.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -27,6 +27,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DnsChallengeSolver, PresentedTxt } from "../../src/ports.js";
 import type { TestPki } from "./pki.js";
+import { spawnLogged } from "./child-process.js";
 
 export const PEBBLE_BINARY = "/usr/bin/pebble";
 export const CHALLTESTSRV_BINARY = "/usr/bin/pebble-challtestsrv";
@@ -111,54 +112,6 @@ function httpsGet(url: string, caPem: string, timeoutMs = 5_000): Promise<{ stat
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Spawned {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-  hasExited: () => boolean;
-}
-
-function spawnLogged(binary: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Spawned {
-  const child = spawn(binary, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  const append = (chunk: Buffer) => {
-    out += chunk.toString("utf8");
-    if (out.length > LOG_LIMIT) out = out.slice(out.length - LOG_LIMIT);
-  };
-  child.stdout!.on("data", append);
-  child.stderr!.on("data", append);
-  let done = false;
-  // if the test process dies without close(), take the child with it
-  const killOnExit = () => {
-    if (!done) child.kill("SIGKILL");
-  };
-  process.once("exit", killOnExit);
-  const exited = new Promise<number | null>((resolve) => {
-    child.once("exit", (code) => {
-      done = true;
-      process.off("exit", killOnExit);
-      resolve(code);
-    });
-    child.once("error", (err) => {
-      append(Buffer.from(`spawn error: ${err.message}\n`));
-      done = true;
-      process.off("exit", killOnExit);
-      resolve(null);
-    });
-  });
-  return { child, output: () => out, exited, hasExited: () => done };
-}
-
-async function stop(s: Spawned): Promise<void> {
-  if (s.hasExited()) return;
-  s.child.kill("SIGTERM");
-  const timedOut = await Promise.race([s.exited.then(() => false), sleep(STOP_TIMEOUT_MS).then(() => true)]);
-  if (timedOut && !s.hasExited()) {
-    s.child.kill("SIGKILL");
-    await Promise.race([s.exited, sleep(STOP_TIMEOUT_MS)]);
-  }
-}
-
 function tail(text: string, lines = 30): string {
   return text.trimEnd().split("\n").slice(-lines).join("\n");
 }
@@ -197,7 +150,7 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
     const configFile = join(dir, "pebble-config.json");
     await writeFile(configFile, JSON.stringify(config, null, 2));
     const args = ["-config", configFile, "-dnsserver", opts.dnsServer, ...(opts.strict === false ? [] : ["-strict"])];
-    const proc = spawnLogged(binary, args, env, dir);
+    const proc = spawnLogged(binary, args, { env, cwd: dir, logLimit: LOG_LIMIT });
     const directoryUrl = `https://127.0.0.1:${apiPort}/dir`;
     const managementUrl = `https://127.0.0.1:${mgmtPort}`;
 
@@ -233,12 +186,12 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
         process: proc.child,
         logs: proc.output,
         async close() {
-          await stop(proc);
+          await proc.stop(STOP_TIMEOUT_MS);
           await rm(dir, { recursive: true, force: true });
         },
       };
     }
-    await stop(proc);
+    await proc.stop(STOP_TIMEOUT_MS);
     lastFailure = proc.output();
     if (!/address already in use/i.test(lastFailure)) break; // only a port race is worth another attempt
   }
@@ -290,7 +243,7 @@ export async function startChallTestSrv(opts: { binary?: string } = {}): Promise
     const dnsPort = await freePort({ udp: true });
     const mgmtPort = await freePort();
     const args = ["-dns01", `127.0.0.1:${dnsPort}`, "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", `127.0.0.1:${mgmtPort}`];
-    const proc = spawnLogged(binary, args, { PATH: process.env["PATH"] ?? "/usr/bin:/bin" }, tmpdir());
+    const proc = spawnLogged(binary, args, { cwd: tmpdir(), logLimit: LOG_LIMIT });
     const managementUrl = `http://127.0.0.1:${mgmtPort}`;
     const deadline = Date.now() + START_TIMEOUT_MS;
     let ready = false;
@@ -318,10 +271,10 @@ export async function startChallTestSrv(opts: { binary?: string } = {}): Promise
         addTxt: (host, value) => post("/set-txt", { host: fqdnDot(host), value }),
         clearTxt: (host) => post("/clear-txt", { host: fqdnDot(host) }),
         logs: proc.output,
-        close: () => stop(proc),
+        close: () => proc.stop(STOP_TIMEOUT_MS).then(() => undefined),
       };
     }
-    await stop(proc);
+    await proc.stop(STOP_TIMEOUT_MS);
     lastFailure = proc.output();
     if (!/address already in use/i.test(lastFailure)) break;
   }

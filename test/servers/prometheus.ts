@@ -15,13 +15,14 @@
  * - a label with an empty value is no label: a Pushgateway's instance="" is stored as no instance label.
  * - no Alertmanager is configured: alerts are read from the API, which is where "firing" is decided.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { isMap, isSeq, parseDocument, stringify } from "yaml";
 import { freePort } from "./pebble.js";
+import { spawnLogged, type LoggedChild } from "./child-process.js";
 
 export const PROMETHEUS_BINARY = "/usr/bin/prometheus";
 export const PROMTOOL_BINARY = "/usr/bin/promtool";
@@ -199,56 +200,6 @@ export function withForOverride(rulesYaml: string, forDuration: string): string 
   return doc.toString({ lineWidth: 0 });
 }
 
-interface Spawned {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-  hasExited: () => boolean;
-}
-
-function spawnLogged(binary: string, args: string[], cwd: string): Spawned {
-  const child = spawn(binary, args, { cwd, env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" }, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  const append = (chunk: Buffer) => {
-    out += chunk.toString("utf8");
-    if (out.length > LOG_LIMIT) out = out.slice(out.length - LOG_LIMIT);
-  };
-  child.stdout!.on("data", append);
-  child.stderr!.on("data", append);
-  let done = false;
-  // if the test process dies without close(), take the child with it
-  const killOnExit = () => {
-    if (!done) child.kill("SIGKILL");
-  };
-  process.once("exit", killOnExit);
-  const finish = () => {
-    done = true;
-    process.off("exit", killOnExit);
-  };
-  const exited = new Promise<number | null>((resolve) => {
-    child.once("exit", (code) => {
-      finish();
-      resolve(code);
-    });
-    child.once("error", (err) => {
-      append(Buffer.from(`spawn error: ${err.message}\n`));
-      finish();
-      resolve(null);
-    });
-  });
-  return { child, output: () => out, exited, hasExited: () => done };
-}
-
-async function stop(s: Spawned): Promise<void> {
-  if (s.hasExited()) return;
-  s.child.kill("SIGTERM");
-  const timedOut = await Promise.race([s.exited.then(() => false), sleep(STOP_TIMEOUT_MS).then(() => true)]);
-  if (timedOut && !s.hasExited()) {
-    s.child.kill("SIGKILL");
-    await Promise.race([s.exited, sleep(STOP_TIMEOUT_MS)]);
-  }
-}
-
 function tail(text: string, lines = 30): string {
   return text.trimEnd().split("\n").slice(-lines).join("\n");
 }
@@ -328,7 +279,7 @@ export async function startPrometheus(opts: PrometheusOptions = {}): Promise<Pro
         "--log.level=warn",
         ...(opts.lookbackDelta === undefined ? [] : [`--query.lookback-delta=${opts.lookbackDelta}`]),
       ];
-      const proc = spawnLogged(binary, args, dir);
+      const proc = spawnLogged(binary, args, { cwd: dir, logLimit: LOG_LIMIT });
       const deadline = Date.now() + START_TIMEOUT_MS;
       let ready = false;
       while (Date.now() < deadline && !proc.hasExited()) {
@@ -346,7 +297,7 @@ export async function startPrometheus(opts: PrometheusOptions = {}): Promise<Pro
       }
       if (ready) return handle(url, configFile, ruleFiles, proc, dir);
       const exited = proc.hasExited();
-      await stop(proc);
+      await proc.stop(STOP_TIMEOUT_MS);
       lastFailure = `${exited ? "it exited before it was ready" : `not ready within ${START_TIMEOUT_MS} ms`}:\n${tail(proc.output())}`;
       if (!/address already in use/i.test(lastFailure)) break; // only a port race is worth another attempt
     }
@@ -357,7 +308,7 @@ export async function startPrometheus(opts: PrometheusOptions = {}): Promise<Pro
   }
 }
 
-function handle(url: string, configFile: string, ruleFiles: string[], proc: Spawned, dir: string): Prometheus {
+function handle(url: string, configFile: string, ruleFiles: string[], proc: LoggedChild, dir: string): Prometheus {
   const api = async <T>(path: string): Promise<T> => {
     const { httpStatus, body } = await getJson(`${url}${path}`);
     const b = body as { status?: string; data?: T; error?: string };
@@ -398,7 +349,7 @@ function handle(url: string, configFile: string, ruleFiles: string[], proc: Spaw
     process: proc.child,
     logs: proc.output,
     async close() {
-      await stop(proc);
+      await proc.stop(STOP_TIMEOUT_MS);
       await rm(dir, { recursive: true, force: true });
     },
   };

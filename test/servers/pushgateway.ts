@@ -3,11 +3,12 @@
  * memory only (no persistence file), its working directory a temp dir removed on close. Start waits (bounded)
  * until /-/ready answers 200; close stops the process (SIGTERM, then SIGKILL, each bounded).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./pebble.js";
+import { spawnLogged } from "./child-process.js";
 
 export const PUSHGATEWAY_BINARY = "/usr/bin/prometheus-pushgateway";
 
@@ -76,56 +77,22 @@ export async function startPushgateway(opts: { binary?: string } = {}): Promise<
   const dir = mkdtempSync(join(tmpdir(), "amlcert-pushgateway-"));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(binary, [`--web.listen-address=127.0.0.1:${port}`, "--persistence.file=", "--log.level=warn"], {
-    cwd: dir,
-    env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  const append = (chunk: Buffer) => {
-    out += chunk.toString("utf8");
-    if (out.length > LOG_LIMIT) out = out.slice(out.length - LOG_LIMIT);
-  };
-  child.stdout!.on("data", append);
-  child.stderr!.on("data", append);
-  let exited = false;
-  const killOnExit = () => {
-    if (!exited) child.kill("SIGKILL");
-  };
-  process.once("exit", killOnExit);
-  const exit = new Promise<void>((resolve) => {
-    const done = () => {
-      exited = true;
-      process.off("exit", killOnExit);
-      resolve();
-    };
-    child.once("exit", done);
-    child.once("error", (err) => {
-      append(Buffer.from(`spawn error: ${err.message}\n`));
-      done();
-    });
-  });
+  const proc = spawnLogged(binary, [`--web.listen-address=127.0.0.1:${port}`, "--persistence.file=", "--log.level=warn"], { cwd: dir, logLimit: LOG_LIMIT });
+  const child = proc.child;
 
   async function close(): Promise<void> {
-    if (!exited) {
-      child.kill("SIGTERM");
-      await Promise.race([exit, sleep(STOP_TIMEOUT_MS)]);
-      if (!exited) {
-        child.kill("SIGKILL");
-        await Promise.race([exit, sleep(STOP_TIMEOUT_MS)]);
-      }
-    }
+    await proc.stop(STOP_TIMEOUT_MS);
     rmSync(dir, { recursive: true, force: true });
   }
 
   try {
     let ready = false;
-    for (let i = 0; i < READY_ATTEMPTS && !exited && !ready; i++) {
+    for (let i = 0; i < READY_ATTEMPTS && !proc.hasExited() && !ready; i++) {
       ready = await get(`${url}/-/ready`).then((r) => r.status === 200, () => false);
       if (!ready) await sleep(READY_INTERVAL_MS);
     }
     if (!ready) {
-      throw new Error(`prometheus-pushgateway did not become ready on ${url}${exited ? " (it exited)" : ""}:\n${out.trimEnd().split("\n").slice(-20).join("\n")}`);
+      throw new Error(`prometheus-pushgateway did not become ready on ${url}${proc.hasExited() ? " (it exited)" : ""}:\n${proc.output().trimEnd().split("\n").slice(-20).join("\n")}`);
     }
   } catch (err) {
     await close();
@@ -136,7 +103,7 @@ export async function startPushgateway(opts: { binary?: string } = {}): Promise<
     url,
     port,
     process: child,
-    logs: () => out,
+    logs: proc.output,
     close,
     async metricsText() {
       const r = await get(`${url}/metrics`);
