@@ -28,25 +28,71 @@ describe("renewalTime", () => {
   it("falls back to two thirds when renewBefore is longer than the lifetime", () => {
     expect(renewalTime(issued, expires, days(120)).toISOString()).toBe(at(60).toISOString());
   });
+  it("falls back to two thirds when renewBefore equals the lifetime (renewing at issuance is no schedule)", () => {
+    expect(renewalTime(issued, expires, days(90)).toISOString()).toBe(at(60).toISOString());
+  });
+  it("falls back to two thirds when renewBefore is zero or negative", () => {
+    expect(renewalTime(issued, expires, 0).toISOString()).toBe(at(60).toISOString());
+    expect(renewalTime(issued, expires, -days(10)).toISOString()).toBe(at(60).toISOString());
+  });
+  it("two thirds are rounded down to the millisecond", () => {
+    expect(renewalTime(new Date(0), new Date(100)).getTime()).toBe(66);
+  });
 });
 
 describe("planRenewal", () => {
   it("when no secret is in place, renews with SecretMissing", () => {
-    expect(planRenewal({ stored: undefined, names, now: at(1) })).toMatchObject({ renew: true, reason: "SecretMissing" });
+    expect(planRenewal({ stored: undefined, names, now: at(1) })).toEqual({
+      renew: true,
+      reason: "SecretMissing",
+      message: "no certificate secret is in place",
+      current: undefined,
+      currentSound: false,
+    });
   });
 
   it("when the secret lacks key.pem, renews with SecretMissingData naming the key", () => {
     const d = planRenewal({ stored: stored(leaf.chainPem, undefined), names, now: at(1) });
-    expect(d).toMatchObject({ renew: true, reason: "SecretMissingData" });
-    expect(d.message).toContain("key.pem");
+    expect(d).toMatchObject({ renew: true, reason: "SecretMissingData", message: "secret aml-tls has no key.pem", currentSound: false });
+    expect(d.current?.serialNumber).toBe(leaf.serialNumber);
   });
 
-  it("when cert.pem is garbage, renews with SecretUnparsable", () => {
-    expect(planRenewal({ stored: stored("garbage", leaf.keyPem), names, now: at(1) })).toMatchObject({ reason: "SecretUnparsable" });
+  it("when the secret lacks cert.pem, or both, renews with SecretMissingData naming what is missing", () => {
+    expect(planRenewal({ stored: stored(undefined, leaf.keyPem), names, now: at(1) })).toEqual({
+      renew: true,
+      reason: "SecretMissingData",
+      message: "secret aml-tls has no cert.pem",
+      current: undefined,
+      currentSound: false,
+    });
+    expect(planRenewal({ stored: stored("", ""), names, now: at(1) })).toMatchObject({ reason: "SecretMissingData", message: "secret aml-tls has no cert.pem and key.pem" });
+  });
+
+  it("when cert.pem is garbage, renews with SecretUnparsable and the parser's words", () => {
+    expect(planRenewal({ stored: stored("garbage", leaf.keyPem), names, now: at(1) })).toEqual({
+      renew: true,
+      reason: "SecretUnparsable",
+      message: "secret aml-tls: cert.pem: no PEM CERTIFICATE block found",
+      current: undefined,
+      currentSound: false,
+    });
   });
 
   it("when the key is encrypted, renews with KeyUnusable", () => {
-    expect(planRenewal({ stored: stored(leaf.chainPem, encryptKey(leaf.keyPem)), names, now: at(1) })).toMatchObject({ reason: "KeyUnusable" });
+    expect(planRenewal({ stored: stored(leaf.chainPem, encryptKey(leaf.keyPem)), names, now: at(1) })).toMatchObject({
+      renew: true,
+      reason: "KeyUnusable",
+      message: "secret aml-tls: key.pem: the key is passphrase-protected; Azure ML needs an unencrypted key",
+      currentSound: false,
+    });
+  });
+
+  it("when key.pem holds no parsable key, renews with KeyUnusable", () => {
+    expect(planRenewal({ stored: stored(leaf.chainPem, "not a key"), names, now: at(1) })).toMatchObject({
+      reason: "KeyUnusable",
+      message: "secret aml-tls: key.pem: not a parsable PEM private key",
+      currentSound: false,
+    });
   });
 
   it("when a fresh pair in place has an unencrypted non-PKCS#8 key (e.g. a commercial certificate's), leaves it alone", () => {
@@ -59,28 +105,48 @@ describe("planRenewal", () => {
   });
 
   it("when the secret holds a mismatched pair, renews with KeyMismatch", () => {
-    expect(planRenewal({ stored: stored(leaf.chainPem, other.keyPem), names, now: at(1) })).toMatchObject({ renew: true, reason: "KeyMismatch" });
+    expect(planRenewal({ stored: stored(leaf.chainPem, other.keyPem), names, now: at(1) })).toMatchObject({
+      renew: true,
+      reason: "KeyMismatch",
+      message: "secret aml-tls: key.pem does not match the leaf certificate in cert.pem",
+      currentSound: false,
+    });
   });
 
   it("when an extra SAN is added to the config, renews with NamesNotCovered", () => {
     const d = planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names: [...names, "api.contoso.test"], now: at(1) });
-    expect(d).toMatchObject({ reason: "NamesNotCovered" });
-    expect(d.message).toContain("api.contoso.test");
+    expect(d).toMatchObject({ renew: true, reason: "NamesNotCovered", message: "secret aml-tls: cert.pem does not cover api.contoso.test", currentSound: false });
   });
 
   it("when the chain holds only the leaf, renews with ChainIncomplete", () => {
-    expect(planRenewal({ stored: stored(leaf.leafPem, leaf.keyPem), names, now: at(1) })).toMatchObject({ reason: "ChainIncomplete" });
+    expect(planRenewal({ stored: stored(leaf.leafPem, leaf.keyPem), names, now: at(1) })).toMatchObject({
+      renew: true,
+      reason: "ChainIncomplete",
+      message: "secret aml-tls: cert.pem: the chain holds only the leaf; its issuer (CN=amlcert unit intermediate) is missing",
+      currentSound: false,
+    });
   });
 
   it("when the certificate is fresh, does nothing and says when renewal is due", () => {
     const d = planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(59) });
-    expect(d).toMatchObject({ renew: false, reason: "UpToDate" });
+    expect(d).toMatchObject({
+      renew: false,
+      reason: "UpToDate",
+      message: `valid until ${expires.toISOString()}; renewal due at ${at(60).toISOString()}`,
+      currentSound: true,
+    });
     expect(d.renewAt?.toISOString()).toBe(at(60).toISOString());
     expect(d.current?.serialNumber).toBe(leaf.serialNumber);
   });
 
   it("when the certificate is inside the renewal window, renews with InRenewalWindow", () => {
-    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(60) })).toMatchObject({ renew: true, reason: "InRenewalWindow" });
+    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(60) })).toMatchObject({
+      renew: true,
+      reason: "InRenewalWindow",
+      message: `renewal was due at ${at(60).toISOString()}; the certificate expires ${expires.toISOString()}`,
+      renewAt: at(60),
+      currentSound: true,
+    });
   });
 
   it("when renewBefore is set, the window starts renewBefore before expiry", () => {
@@ -89,11 +155,37 @@ describe("planRenewal", () => {
   });
 
   it("when the certificate has expired, renews with Expired", () => {
-    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(91) })).toMatchObject({ reason: "Expired" });
+    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(91) })).toMatchObject({
+      renew: true,
+      reason: "Expired",
+      message: `the certificate expired at ${expires.toISOString()}`,
+      renewAt: at(60),
+      currentSound: true,
+    });
+  });
+
+  it("at the very moment of notAfter the certificate counts as expired", () => {
+    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: expires })).toMatchObject({ reason: "Expired" });
+    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: new Date(expires.getTime() - 1) })).toMatchObject({ reason: "InRenewalWindow" });
   });
 
   it("when --force is given, renews a fresh certificate with Forced", () => {
-    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(1), force: true })).toMatchObject({ renew: true, reason: "Forced" });
+    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(1), force: true })).toMatchObject({
+      renew: true,
+      reason: "Forced",
+      message: "--force was given",
+      currentSound: true,
+    });
+  });
+
+  it("--force wins over every other reason, and a missing secret is still reported as not sound", () => {
+    expect(planRenewal({ stored: undefined, names, now: at(1), force: true })).toEqual({
+      renew: true,
+      reason: "Forced",
+      message: "--force was given",
+      current: undefined,
+      currentSound: false,
+    });
   });
 
   it("when the wanted name is a wildcard, only the same wildcard SAN covers it", async () => {
