@@ -13,7 +13,7 @@ const noCheck = process.env.AMLCERT_MUTATION_TYPECHECK === "0";
  */
 export const groups = {
   certs: { mutate: ["src/certs/**/*.ts", "src/renewal/plan.ts"], testFiles: ["test/unit/certificate.test.ts", "test/unit/plan.test.ts"] },
-  config: { mutate: ["src/config/**/*.ts"], testFiles: ["test/unit/config.test.ts", "test/unit/readme.test.ts"] },
+  config: { mutate: ["src/config/**/*.ts"], testFiles: ["test/unit/config.test.ts", "test/unit/config-schema.test.ts", "test/unit/readme.test.ts"] },
   logger: { mutate: ["src/observability/logger.ts"], testFiles: ["test/unit/logger.test.ts"] },
   "azure-dns": { mutate: ["src/azure-dns/azure-dns-zone.ts"], testFiles: ["test/integration/azure-dns-zone.test.ts"] },
   extension: { mutate: ["src/extension/extension-client.ts"], testFiles: ["test/integration/extension-client.test.ts"] },

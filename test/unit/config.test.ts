@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ConfigError, loadConfig } from "../../src/config/load.js";
 import { parseDuration } from "../../src/config/duration.js";
 import { fields } from "../../src/config/fields.js";
@@ -65,16 +67,18 @@ describe("loadConfig", () => {
         }),
       ),
     );
-    const text = problems.join("\n");
-    expect(text).toMatch(/^acme\.keyType: /m);
-    expect(text).toMatch(/^acme\.email: /m);
-    expect(text).toMatch(/^acme\.directory: must be one of letsencrypt/m);
-    expect(text).toMatch(/^dns\.propagationTimeout: "soon" is not a duration/m);
-    expect(text).toMatch(/^targets\[0\]\.secretName: /m);
-    expect(text).toMatch(/^targets\[0\]\.extension\.subscriptionId: must be a subscription ID/m);
-    expect(text).toMatch(/^targets\[0\]\.extension\.clusterType: /m);
-    expect(text).toMatch(/^targets\[0\]\.fqdn: is not inside dnsZone\.zone contoso\.test/m);
-    expect(text).toMatch(/^targets\[1\]\.fqdn: duplicates targets\[0\]\.fqdn/m);
+    expect(problems).toEqual([
+      "acme.email: must be an e-mail address",
+      'acme.keyType: Invalid option: expected one of "rsa2048"|"rsa3072"|"rsa4096"|"ecdsa-p256"|"ecdsa-p384"',
+      'dns.propagationTimeout: "soon" is not a duration; use e.g. 90s, 10m, 12h, 30d',
+      "targets[0].extension.subscriptionId: must be a subscription ID (GUID)",
+      'targets[0].extension.clusterType: Invalid option: expected one of "managedClusters"|"connectedClusters"',
+      "targets[0].secretName: must be a DNS-1123 label (lower case letters, digits, '-')",
+      "targets[0].fqdn: is not inside dnsZone.zone contoso.test",
+      "targets[1].fqdn: duplicates targets[0].fqdn",
+      "targets[1].fqdn: is not inside dnsZone.zone contoso.test",
+      "acme.directory: must be one of letsencrypt, letsencrypt-staging, zerossl, google, google-staging, buypass or an https:// URL",
+    ]);
   });
 
   it("when a required field is missing, says it is required", () => {
@@ -90,8 +94,12 @@ describe("loadConfig", () => {
     expect(problemsOf(() => load(yamlOf({ acme: { emial: "a@b.c" }, targets: [target()] })))).toEqual(["acme: unknown setting(s) emial"]);
   });
 
-  it("when the YAML is broken, names the file", () => {
-    expect(problemsOf(() => load("targets: [\n  - fqdn: x\n   bad"))[0]).toMatch(/^config file \/cfg\.yaml: /);
+  it("when the YAML is broken, names the file and gives the first line of each parser error", () => {
+    expect(problemsOf(() => load("targets: [\n  - fqdn: x\n   bad"))).toEqual([
+      "config file /cfg.yaml: Block collections are not allowed within flow collections at line 2, column 3:",
+      "config file /cfg.yaml: Flow sequence in block collection must be sufficiently indented and end with a ] at line 3, column 7:",
+      "targets: is required",
+    ]);
   });
 
   it("when the config file is missing, names the file", () => {
@@ -106,7 +114,9 @@ describe("loadConfig", () => {
     expect(config.acme.email).toBe("ops@contoso.test");
     expect(config.dns.nameServers).toEqual(["127.0.0.1:5353", "127.0.0.2"]);
     expect(config.verify.port).toBe(8443);
-    expect(problemsOf(() => load(yamlOf({ targets: [target()] }), { AMLCERT_VERIFY_PORT: "https" }))[0]).toMatch(/^verify\.port \(from AMLCERT_VERIFY_PORT\): /);
+    expect(problemsOf(() => load(yamlOf({ targets: [target()] }), { AMLCERT_VERIFY_PORT: "https" }))).toEqual([
+      "verify.port (from AMLCERT_VERIFY_PORT): Invalid input: expected number, received string",
+    ]);
   });
 
   it("X_FILE reads a value from a mounted file, and a missing file is named", () => {
@@ -118,6 +128,7 @@ describe("loadConfig", () => {
   it("reads the EAB HMAC key from its file and keeps it out of the printable config", () => {
     const loaded = load(yamlOf({ acme: { eab: { keyId: "kid-1", hmacKeyFile: "/run/hmac" } }, targets: [target()] }), {}, { "/run/hmac": "c2VjcmV0\n" });
     expect(loaded.eabHmacKey).toBe("c2VjcmV0");
+    expect(loaded.config.acme.eab).toEqual({ keyId: "kid-1", hmacKeyFile: "/run/hmac" });
     expect(JSON.stringify(loaded.config)).not.toContain("c2VjcmV0");
     const viaEnv = load(yamlOf({ acme: { eab: { keyId: "kid-1" } }, targets: [target()] }), { AMLCERT_ACME_EAB_HMAC_KEY_FILE: "/run/hmac" }, { "/run/hmac": "c2VjcmV0" });
     expect(viaEnv.eabHmacKey).toBe("c2VjcmV0");
@@ -125,16 +136,22 @@ describe("loadConfig", () => {
   });
 
   it("when a CA needs EAB and none is configured, names acme.eab", () => {
-    expect(problemsOf(() => load(yamlOf({ acme: { directory: "zerossl" }, targets: [target()] })))).toEqual([expect.stringMatching(/^acme\.eab: the zerossl CA requires External Account Binding/)]);
+    expect(problemsOf(() => load(yamlOf({ acme: { directory: "zerossl" }, targets: [target()] })))).toEqual([
+      "acme.eab: the zerossl CA requires External Account Binding (eab.keyId and eab.hmacKeyFile)",
+    ]);
   });
 
   it("when a SAN lies outside every configured zone, names the SAN", () => {
-    expect(problemsOf(() => load(yamlOf({ targets: [target({ sans: ["api.other.test"] })] })))).toEqual([expect.stringMatching(/^targets\[0\]\.sans\[0\]: is not inside/)]);
+    expect(problemsOf(() => load(yamlOf({ targets: [target({ sans: ["api.other.test"] })] })))).toEqual([
+      "targets[0].sans[0]: is not inside dnsZone.zone contoso.test or a challengeZones zone",
+    ]);
   });
 
   it("when two targets name the same extension, names the second (one extension has one sslSecret)", () => {
     const problems = problemsOf(() => load(yamlOf({ targets: [target(), target({ fqdn: "api.contoso.test", secretName: "api-tls" })] })));
-    expect(problems).toEqual([expect.stringMatching(/^targets\[1\]\.extension: is the same extension as targets\[0\]/)]);
+    expect(problems).toEqual([
+      "targets[1].extension: is the same extension as targets[0]; one extension has one sslSecret and one sslCname, so give it one target (use sans for more names)",
+    ]);
   });
 
   it("when a name server, resolver or probe address is malformed, names the entry", () => {
@@ -156,6 +173,152 @@ describe("loadConfig", () => {
     const top = (shape.in?._zod.def.shape ?? shape.shape)!;
     for (const f of fields) expect(Object.keys(top)).toContain(f.path.split(".")[0]);
     expect(new Set(fields.map((f) => f.env)).size).toBe(fields.length);
+  });
+});
+
+describe("loadConfig: sources and their problems", () => {
+  const base = () => yamlOf({ targets: [target()] });
+
+  it("ConfigError is CONFIG_INVALID at stage config, exit 2, and lists every problem on its own line", () => {
+    const err = new ConfigError(["a: one", "b: two"]);
+    expect(err.code).toBe("CONFIG_INVALID");
+    expect(err.stage).toBe("config");
+    expect(err.exitCode).toBe(ExitCode.Config);
+    expect(err.message).toBe("invalid configuration:\n  - a: one\n  - b: two");
+    expect(err.problems).toEqual(["a: one", "b: two"]);
+  });
+
+  it("reads the file from disk when no readFile is given", () => {
+    const dir = mkdtempSync(join(tmpdir(), "amlcert-config-"));
+    try {
+      const file = join(dir, "amlcert.yaml");
+      writeFileSync(file, base());
+      expect(loadConfig({ path: file, env: {} }).config.targets[0]!.fqdn).toBe("ml.contoso.test");
+      expect(loadConfig({ env: { AMLCERT_CONFIG: file } }).config.targets[0]!.fqdn).toBe("ml.contoso.test");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("without a file, the configuration comes from the environment alone (and then lacks targets)", () => {
+    expect(problemsOf(() => loadConfig({ env: { AMLCERT_ACME_EMAIL: "ops@contoso.test" }, readFile: () => { throw new Error("no file was named"); } }))).toEqual([
+      "targets: is required",
+    ]);
+  });
+
+  it("an empty file is an empty mapping; a scalar or a list at the top is refused", () => {
+    expect(problemsOf(() => load(""))).toEqual(["targets: is required"]);
+    const mapping = "config file /cfg.yaml: must be a YAML mapping with acme, azure, dns, ... and targets";
+    expect(problemsOf(() => load("hello"))).toEqual([mapping, "targets: is required"]);
+    expect(problemsOf(() => load("- a\n- b\n"))).toEqual([mapping, "targets: is required"]);
+    expect(problemsOf(() => load("42"))).toEqual([mapping, "targets: is required"]);
+  });
+
+  it("a key given twice in the YAML is refused", () => {
+    expect(problemsOf(() => load("targets: []\ntargets: []\n"))).toEqual([
+      "config file /cfg.yaml: Map keys must be unique at line 2, column 1:",
+      "targets: is required",
+    ]);
+  });
+
+  it("an unknown top-level setting is named", () => {
+    expect(problemsOf(() => load(yamlOf({ extra: 1, targets: [target()] })))).toEqual(["(top level): unknown setting(s) extra"]);
+  });
+
+  it("several unknown settings in one section are listed together", () => {
+    expect(problemsOf(() => load(yamlOf({ acme: { emial: "a@b.c", mail: "a@b.c" }, targets: [target()] })))).toEqual(["acme: unknown setting(s) emial, mail"]);
+  });
+
+  it("a value of the wrong type is named with zod's words, not as missing", () => {
+    expect(problemsOf(() => load(yamlOf({ verify: { port: "https" }, targets: [target()] })))).toEqual(["verify.port: Invalid input: expected number, received string"]);
+  });
+
+  it("a variable overrides a section the file left empty (null)", () => {
+    expect(load("dns:\n" + "targets: " + yamlOf([target()]), { AMLCERT_DNS_TXT_TTL: "120" }).config.dns.txtTtl).toBe(120);
+  });
+
+  it("a null section with nothing from the environment is reported, not a crash", () => {
+    expect(problemsOf(() => load("acme:\ntargets: " + yamlOf([target()])))).toEqual(["acme: Invalid input: expected object, received null"]);
+  });
+
+  it("numbers from the environment are trimmed; anything but a plain decimal number stays text and is named", () => {
+    expect(load(base(), { AMLCERT_VERIFY_PORT: " 8443 " }).config.verify.port).toBe(8443);
+    for (const bad of ["x8443", "8443x", "0x1F"]) {
+      expect(problemsOf(() => load(base(), { AMLCERT_VERIFY_PORT: bad }))).toEqual(["verify.port (from AMLCERT_VERIFY_PORT): Invalid input: expected number, received string"]);
+    }
+    expect(problemsOf(() => load(base(), { AMLCERT_DNS_TXT_TTL: "60.55" }))).toEqual(["dns.txtTtl (from AMLCERT_DNS_TXT_TTL): Invalid input: expected int, received number"]);
+    expect(problemsOf(() => load(base(), { AMLCERT_DNS_TXT_TTL: "-5" }))).toEqual(["dns.txtTtl (from AMLCERT_DNS_TXT_TTL): Too small: expected number to be >=1"]);
+  });
+
+  it("booleans from the environment are exactly true or false", () => {
+    expect(load(base(), { AMLCERT_DAEMON_RUN_AT_START: "false" }).config.daemon.runAtStart).toBe(false);
+    expect(load(yamlOf({ daemon: { runAtStart: false }, targets: [target()] }), { AMLCERT_DAEMON_RUN_AT_START: "true" }).config.daemon.runAtStart).toBe(true);
+    expect(problemsOf(() => load(base(), { AMLCERT_DAEMON_RUN_AT_START: "yes" }))).toEqual([
+      "daemon.runAtStart (from AMLCERT_DAEMON_RUN_AT_START): Invalid input: expected boolean, received string",
+    ]);
+  });
+
+  it("a boolean read from a mounted file loses its trailing newline", () => {
+    expect(load(base(), { AMLCERT_DAEMON_RUN_AT_START_FILE: "/run/flag" }, { "/run/flag": "false\n" }).config.daemon.runAtStart).toBe(false);
+  });
+
+  it("lists from the environment skip empty entries", () => {
+    expect(load(base(), { AMLCERT_DNS_RESOLVERS: "127.0.0.1,, 127.0.0.2:5353," }).config.dns.resolvers).toEqual(["127.0.0.1", "127.0.0.2:5353"]);
+  });
+
+  it("text from the environment is trimmed", () => {
+    expect(load(base(), { AMLCERT_ACME_EMAIL: "  ops@contoso.test " }).config.acme.email).toBe("ops@contoso.test");
+  });
+
+  it("an empty variable, or an empty X_FILE, counts as unset", () => {
+    const fromFile = yamlOf({ acme: { email: "file@contoso.test" }, targets: [target()] });
+    expect(load(fromFile, { AMLCERT_ACME_EMAIL: "" }).config.acme.email).toBe("file@contoso.test");
+    expect(load(fromFile, { AMLCERT_ACME_EMAIL_FILE: "", AMLCERT_ACME_EMAIL: "env@contoso.test" }).config.acme.email).toBe("env@contoso.test");
+    expect(load(fromFile, { AMLCERT_ACME_EMAIL_FILE: "" }).sources).toEqual({});
+  });
+
+  it("records which variable each overridden field came from", () => {
+    expect(load(base(), { AMLCERT_VERIFY_PORT: "8443", AMLCERT_ACME_EMAIL_FILE: "/run/email" }, { "/run/email": "ops@contoso.test" }).sources).toEqual({
+      "verify.port": "AMLCERT_VERIFY_PORT",
+      "acme.email": "AMLCERT_ACME_EMAIL",
+    });
+  });
+
+  it("a mounted file that cannot be read is named with the error's code, or its message when it has none", () => {
+    expect(
+      problemsOf(() =>
+        loadConfig({
+          path: "/cfg.yaml",
+          env: { AMLCERT_ACME_EMAIL_FILE: "/run/broken" },
+          readFile: (p) => {
+            if (p === "/cfg.yaml") return base();
+            throw new Error("device not ready");
+          },
+        }),
+      ),
+    ).toEqual(["AMLCERT_ACME_EMAIL_FILE: cannot read /run/broken (device not ready)"]);
+  });
+
+  it("the EAB HMAC key can be inline (then it is kept out of the config) or in a file; an empty or missing file is named", () => {
+    const inline = load(yamlOf({ acme: { eab: { keyId: "kid-1", hmacKey: "aW5saW5l" } }, targets: [target()] }));
+    expect(inline.eabHmacKey).toBe("aW5saW5l");
+    expect(inline.config.acme.eab).toEqual({ keyId: "kid-1" });
+    expect(load(base()).eabHmacKey).toBeUndefined();
+    const eab = yamlOf({ acme: { eab: { keyId: "kid-1", hmacKeyFile: "/run/hmac" } }, targets: [target()] });
+    expect(problemsOf(() => load(eab, {}, { "/run/hmac": " \n" }))).toEqual(["acme.eab.hmacKeyFile: /run/hmac is empty"]);
+    expect(problemsOf(() => load(eab))).toEqual(["acme.eab.hmacKeyFile: cannot read /run/hmac (ENOENT)"]);
+    expect(
+      problemsOf(() =>
+        loadConfig({
+          path: "/cfg.yaml",
+          env: {},
+          readFile: (p) => {
+            if (p === "/cfg.yaml") return eab;
+            throw new Error("permission check failed");
+          },
+        }),
+      ),
+    ).toEqual(["acme.eab.hmacKeyFile: cannot read /run/hmac (permission check failed)"]);
   });
 });
 
