@@ -19,6 +19,8 @@ afterAll(async () => {
   await fx?.close();
 });
 afterEach(() => {
+  fx.arm.beforeHandle = undefined;
+  fx.logLines.length = 0;
   fx.arm.faults.clear();
   fx.arm.clearAuthorization();
   fx.arm.requests.length = 0;
@@ -43,6 +45,26 @@ function dnsZone(overrides: Partial<AzureDnsZoneOptions> = {}): DnsZone {
 
 const zoneRecord = () => fx.zones.getZone(SUBSCRIPTION, DNS_RG, ZONE)!;
 const txtValues = (rel: string) => (fx.zones.getRecordSet(zoneRecord(), "TXT", rel)?.txt ?? []).map((v) => v.join(""));
+const etagOf = (type: "TXT" | "A", rel: string) => fx.zones.getRecordSet(zoneRecord(), type, rel)!.etag;
+const unquote = (etag: string | undefined) => etag?.replace(/^W\//, "").replace(/^"(.*)"$/, "$1");
+const statuses = () => fx.arm.requests.map((r) => `${r.method} ${r.status}`);
+/** the adapter's log lines (JSON), without pino's own fields */
+const adapterLogs = () =>
+  fx.logLines
+    .flatMap((chunk) => chunk.split("\n").filter(Boolean))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.component === "azure-dns")
+    .map(({ level, time, pid, hostname, ...rest }) => rest);
+
+/** Play another writer that rewrites the TXT set `rel` (new ETag) right before the first request with this method. */
+function concurrentWriterBefore(method: string, rel: string, values: string[]): void {
+  let played = false;
+  fx.arm.beforeHandle = (r) => {
+    if (played || r.method !== method) return;
+    played = true;
+    fx.zones.putRecordSet(zoneRecord(), "TXT", rel, { ttl: 60, txt: values.map((v) => [v]) });
+  };
+}
 
 
 describe("TXT values", () => {
@@ -62,7 +84,11 @@ describe("TXT values", () => {
     expect(txtValues("_acme-challenge").sort()).toEqual(values);
     // every write was conditional: creates with If-None-Match, updates with If-Match
     const writes = fx.arm.requests.filter((r) => r.method === "PUT");
-    expect(writes.every((r) => r.ifNoneMatch === "*" || (r.ifMatch !== undefined && r.ifMatch.length > 0))).toBe(true);
+    expect(writes.filter((r) => r.status === 201)).toEqual([expect.objectContaining({ ifNoneMatch: "*" })]);
+    const kind = (w: (typeof writes)[number]) =>
+      w.ifNoneMatch === "*" && w.ifMatch === undefined ? "create" : w.ifNoneMatch === undefined && /\S/.test(w.ifMatch ?? "") ? "update" : "unconditional";
+    expect(writes.map(kind).filter((k) => k === "unconditional")).toEqual([]);
+    expect(writes.filter((r) => r.status === 200 || r.status === 201)).toHaveLength(4);
   });
 
   test("when a value is already present, adding it again writes nothing", async () => {
@@ -112,11 +138,11 @@ describe("TXT values", () => {
     await z.removeTxtValue(`_acme-challenge.${ZONE}`, "drop");
     expect(txtValues("_acme-challenge")).toEqual(["keep"]);
     fx.arm.requests.length = 0;
+    const etag = etagOf("TXT", "_acme-challenge");
     await z.removeTxtValue(`_acme-challenge.${ZONE}`, "keep");
     expect(fx.zones.getRecordSet(zoneRecord(), "TXT", "_acme-challenge")).toBeUndefined();
-    const del = fx.arm.requests.find((r) => r.method === "DELETE");
-    expect(del?.status).toBe(200);
-    expect(del?.ifMatch).toBeTruthy();
+    expect(statuses()).toEqual(["GET 200", "DELETE 200"]);
+    expect(unquote(fx.arm.requests[1]!.ifMatch)).toBe(etag);
   });
 
   test("when the record set or the value is missing, removing is not an error and writes nothing", async () => {
@@ -133,7 +159,7 @@ describe("TXT values", () => {
     const z = dnsZone();
     await z.addTxtValue(ZONE, "apex-value", 60);
     expect(txtValues("@")).toEqual(["apex-value"]);
-    expect(fx.arm.requests.some((r) => r.path.endsWith("/TXT/@"))).toBe(true);
+    expect(fx.arm.requests.map((r) => `${r.method} ${r.path.replace(/^.*\/dns[zZ]ones\/[^/]+/, "")}`)).toEqual(["GET /TXT/@", "PUT /TXT/@"]);
   });
 });
 
@@ -209,13 +235,191 @@ describe("failures", () => {
     fx.arm.faults.add({ method: "PUT", status: 412, times: Infinity });
     const err = await amlcertFailure(dnsZone({ maxConflictRetries: 3 }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
     expect(err.code).toBe("AZURE_CONFLICT");
+    expect(err.message).toBe(`gave up to add a TXT value to _acme-challenge.${ZONE} after 3 concurrent modifications (HTTP 412) of the record set`);
     expect(fx.arm.requests.filter((r) => r.method === "PUT")).toHaveLength(3);
+    expect(adapterLogs().filter((l) => l.msg === "record set changed concurrently (412); reading it again")).toEqual(
+      [1, 2, 3].map((attempt) => ({ component: "azure-dns", zone: ZONE, what: `add a TXT value to _acme-challenge.${ZONE}`, attempt, msg: "record set changed concurrently (412); reading it again" })),
+    );
   });
 
   test("when a name outside the zone is given, the adapter refuses it without calling ARM", async () => {
     const err = await amlcertFailure(dnsZone().addTxtValue("_acme-challenge.other.test", "v", 60));
     expect(err.code).toBe("INTERNAL");
+    expect(err.stage).toBe("dns-challenge");
+    expect(err.message).toBe("_acme-challenge.other.test is not inside the DNS zone example.test");
     expect(fx.arm.requests).toHaveLength(0);
+  });
+});
+
+describe("removing a TXT value is conditional on the ETag that was read", () => {
+  test("when another writer adds a value between our read and our delete of the last value, the delete gets 412 and their value survives", async () => {
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "ours", 60);
+    const etag = etagOf("TXT", "_acme-challenge");
+    fx.arm.requests.length = 0;
+    concurrentWriterBefore("DELETE", "_acme-challenge", ["ours", "theirs"]);
+    await z.removeTxtValue(`_acme-challenge.${ZONE}`, "ours");
+    expect(statuses()).toEqual(["GET 200", "DELETE 412", "GET 200", "PUT 200"]);
+    expect(unquote(fx.arm.requests[1]!.ifMatch)).toBe(etag);
+    expect(txtValues("_acme-challenge")).toEqual(["theirs"]);
+  });
+
+  test("when another writer changes the set between our read and our rewrite, the rewrite gets 412 and the retry keeps their value", async () => {
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "ours", 60);
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "keep", 60);
+    const etag = etagOf("TXT", "_acme-challenge");
+    fx.arm.requests.length = 0;
+    concurrentWriterBefore("PUT", "_acme-challenge", ["ours", "keep", "theirs"]);
+    await z.removeTxtValue(`_acme-challenge.${ZONE}`, "ours");
+    expect(statuses()).toEqual(["GET 200", "PUT 412", "GET 200", "PUT 200"]);
+    expect(unquote(fx.arm.requests[1]!.ifMatch)).toBe(etag);
+    expect(fx.arm.requests[1]!.ifNoneMatch).toBeUndefined();
+    expect(txtValues("_acme-challenge")).toEqual(["keep", "theirs"]);
+  });
+
+  test("a rewrite keeps the TTL and metadata of the set", async () => {
+    fx.zones.putRecordSet(zoneRecord(), "TXT", "_acme-challenge", { ttl: 120, metadata: { owner: "team-a" }, txt: [["ours"], ["keep"]] });
+    await dnsZone().removeTxtValue(`_acme-challenge.${ZONE}`, "ours");
+    expect(fx.zones.getRecordSet(zoneRecord(), "TXT", "_acme-challenge")).toMatchObject({ ttl: 120, metadata: { owner: "team-a" }, txt: [["keep"]] });
+  });
+
+  test("when every delete conflicts, the adapter gives up after its bound with AZURE_CONFLICT", async () => {
+    const z = dnsZone({ maxConflictRetries: 2 });
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "ours", 60);
+    fx.arm.faults.add({ method: "DELETE", status: 412, times: Infinity });
+    const err = await amlcertFailure(z.removeTxtValue(`_acme-challenge.${ZONE}`, "ours"));
+    expect(err.code).toBe("AZURE_CONFLICT");
+    expect(err.message).toBe(`gave up to remove a TXT value from _acme-challenge.${ZONE} after 2 concurrent modifications (HTTP 412) of the record set`);
+    expect(txtValues("_acme-challenge")).toEqual(["ours"]);
+  });
+});
+
+describe("what the adapter logs", () => {
+  test("adding, removing and deleting TXT values, and creating and updating the A record, are logged with the record and counts", async () => {
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "a", 60);
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "b", 60);
+    await z.removeTxtValue(`_acme-challenge.${ZONE}`, "a");
+    await z.removeTxtValue(`_acme-challenge.${ZONE}`, "b");
+    await z.upsertA(`ml.${ZONE}`, ["10.0.0.4"], 300);
+    await z.upsertA(`ml.${ZONE}`, ["10.0.0.5"], 300);
+    const record = `_acme-challenge.${ZONE}`;
+    expect(adapterLogs()).toEqual([
+      { component: "azure-dns", zone: ZONE, record, values: 1, created: true, msg: "TXT value added" },
+      { component: "azure-dns", zone: ZONE, record, values: 2, created: false, msg: "TXT value added" },
+      { component: "azure-dns", zone: ZONE, record, values: 1, msg: "TXT value removed" },
+      { component: "azure-dns", zone: ZONE, record, msg: "TXT record set deleted (last value removed)" },
+      { component: "azure-dns", zone: ZONE, record: `ml.${ZONE}`, addresses: ["10.0.0.4"], msg: "A record set created" },
+      { component: "azure-dns", zone: ZONE, record: `ml.${ZONE}`, addresses: ["10.0.0.5"], msg: "A record set updated" },
+    ]);
+  });
+});
+
+describe("the A record", () => {
+  test("a create is conditional on the set not existing (If-None-Match: *), an update on the ETag read (If-Match)", async () => {
+    const z = dnsZone();
+    await z.upsertA(`ml.${ZONE}`, ["10.0.0.4"], 300);
+    const etag = etagOf("A", "ml");
+    await z.upsertA(`ml.${ZONE}`, ["10.0.0.5"], 300);
+    const puts = fx.arm.requests.filter((r) => r.method === "PUT");
+    expect(puts.map((r) => [r.status, r.ifNoneMatch, unquote(r.ifMatch)])).toEqual([
+      [201, "*", undefined],
+      [200, undefined, etag],
+    ]);
+  });
+
+  test("addresses are compared as a set: the same ones in another order or repeated are unchanged; another TTL or one more address is an update", async () => {
+    const z = dnsZone();
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.5", "10.0.0.4"], 300)).toBe("created");
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.4", "10.0.0.5", "10.0.0.4"], 300)).toBe("unchanged");
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.4", "10.0.0.5"], 600)).toBe("updated");
+    expect(fx.zones.getRecordSet(zoneRecord(), "A", "ml")?.ttl).toBe(600);
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.4"], 600)).toBe("updated");
+    expect(fx.zones.getRecordSet(zoneRecord(), "A", "ml")?.addresses).toEqual(["10.0.0.4"]);
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.9"], 600)).toBe("updated");
+    expect(fx.zones.getRecordSet(zoneRecord(), "A", "ml")?.addresses).toEqual(["10.0.0.9"]);
+  });
+
+  test("a stale extra address beside the right one is an update, not unchanged", async () => {
+    fx.zones.putRecordSet(zoneRecord(), "A", "ml", { ttl: 300, addresses: ["10.0.0.4", "10.0.0.99"] });
+    expect(await dnsZone().upsertA(`ml.${ZONE}`, ["10.0.0.4"], 300)).toBe("updated");
+    expect(fx.zones.getRecordSet(zoneRecord(), "A", "ml")?.addresses).toEqual(["10.0.0.4"]);
+  });
+
+  test("when another writer changed the A set after our read, the stale ETag gets 412 and the retry writes ours", async () => {
+    const z = dnsZone();
+    await z.upsertA(`ml.${ZONE}`, ["10.0.0.4"], 300);
+    fx.arm.requests.length = 0;
+    let played = false;
+    fx.arm.beforeHandle = (r) => {
+      if (played || r.method !== "PUT") return;
+      played = true;
+      fx.zones.putRecordSet(zoneRecord(), "A", "ml", { ttl: 300, addresses: ["10.0.0.7"] });
+    };
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.5"], 300)).toBe("updated");
+    expect(statuses()).toEqual(["GET 200", "PUT 412", "GET 200", "PUT 200"]);
+    expect(fx.zones.getRecordSet(zoneRecord(), "A", "ml")?.addresses).toEqual(["10.0.0.5"]);
+  });
+
+  test("when every A write conflicts, the adapter gives up with AZURE_CONFLICT naming the record set", async () => {
+    fx.arm.faults.add({ method: "PUT", status: 412, times: Infinity });
+    const err = await amlcertFailure(dnsZone({ maxConflictRetries: 2 }).upsertA(`ml.${ZONE}`, ["10.0.0.4"], 300));
+    expect(err.code).toBe("AZURE_CONFLICT");
+    expect(err.message).toBe(`gave up to set the A record set ml.${ZONE} after 2 concurrent modifications (HTTP 412) of the record set`);
+  });
+
+  test("getCname of a CNAME set without a target is undefined", async () => {
+    fx.zones.putRecordSet(zoneRecord(), "CNAME", "_acme-challenge.empty", { ttl: 300 });
+    expect(await dnsZone().getCname(`_acme-challenge.empty.${ZONE}`)).toBeUndefined();
+  });
+});
+
+describe("errors name what was being done, the action and the scope", () => {
+  const denied = () => fx.arm.faults.add({ status: 403, code: "AuthorizationFailed", message: "Forbidden.", times: Infinity });
+  const hint = 'Assign it "DNS Zone Contributor" or the custom role in deploy/azure/amlcert-dns-role.json on that scope (or a parent). ARM said: AuthorizationFailed';
+
+  test.each([
+    ["add a TXT value (read)", (z: DnsZone) => z.addTxtValue(`_acme-challenge.www.${ZONE}`, "v", 60), "GET", "Microsoft.Network/dnszones/TXT/read", `${ZONE_SCOPE}/TXT/_acme-challenge.www`, `read the TXT record set _acme-challenge.www in zone ${ZONE}`],
+    ["add a TXT value (write)", (z: DnsZone) => z.addTxtValue(`_acme-challenge.www.${ZONE}`, "v", 60), "PUT", "Microsoft.Network/dnszones/TXT/write", `${ZONE_SCOPE}/TXT/_acme-challenge.www`, `write TXT record set _acme-challenge.www in zone ${ZONE}`],
+    ["read a CNAME", (z: DnsZone) => z.getCname(`_acme-challenge.api.${ZONE}`), "GET", "Microsoft.Network/dnszones/CNAME/read", `${ZONE_SCOPE}/CNAME/_acme-challenge.api`, `read the CNAME record set _acme-challenge.api in zone ${ZONE}`],
+    ["write the A record", (z: DnsZone) => z.upsertA(`ml.${ZONE}`, ["10.0.0.4"], 300), "PUT", "Microsoft.Network/dnszones/A/write", `${ZONE_SCOPE}/A/ml`, `write A record set ml in zone ${ZONE}`],
+    ["read the zone", (z: DnsZone) => z.nameServers(), "GET", "Microsoft.Network/dnszones/read", ZONE_SCOPE, `read DNS zone ${ZONE}`],
+  ])("when ARM refuses to %s without naming the action, the error names ours", async (_what, call, method, action, scope, doing) => {
+    fx.arm.faults.add({ method, status: 403, code: "AuthorizationFailed", message: "Forbidden.", times: Infinity });
+    const err = await amlcertFailure(call(dnsZone()));
+    expect(err.code).toBe("AZURE_FORBIDDEN");
+    expect(err.message).toBe(`Azure denied the identity amlcert signed in with the action ${action} on ${scope} while trying to ${doing}. ${hint}`);
+    expect(err.details).toMatchObject({ action, scope, status: 403, armCode: "AuthorizationFailed" });
+  });
+
+  test("when ARM refuses to delete the last TXT value, the error names the delete action and scope", async () => {
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "v", 60);
+    fx.arm.faults.add({ method: "DELETE", status: 403, code: "AuthorizationFailed", message: "Forbidden.", times: Infinity });
+    const err = await amlcertFailure(z.removeTxtValue(`_acme-challenge.${ZONE}`, "v"));
+    expect(err.code).toBe("AZURE_FORBIDDEN");
+    expect(err.message).toBe(
+      `Azure denied the identity amlcert signed in with the action Microsoft.Network/dnszones/TXT/delete on ${ZONE_SCOPE}/TXT/_acme-challenge while trying to delete TXT record set _acme-challenge in zone ${ZONE}. ${hint}`,
+    );
+  });
+
+  test("when ARM refuses to rewrite a set after removing one of its values, the error names the write action", async () => {
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "a", 60);
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, "b", 60);
+    fx.arm.faults.add({ method: "PUT", status: 403, code: "AuthorizationFailed", message: "Forbidden.", times: Infinity });
+    const err = await amlcertFailure(z.removeTxtValue(`_acme-challenge.${ZONE}`, "a"));
+    expect(err.message).toBe(
+      `Azure denied the identity amlcert signed in with the action Microsoft.Network/dnszones/TXT/write on ${ZONE_SCOPE}/TXT/_acme-challenge while trying to write TXT record set _acme-challenge in zone ${ZONE}. ${hint}`,
+    );
+    expect(txtValues("_acme-challenge").sort()).toEqual(["a", "b"]);
+  });
+
+  test("when the adapter is built for another stage, its errors carry that stage", async () => {
+    denied();
+    const err = await amlcertFailure(dnsZone({ stage: "verify-dns" }).nameServers());
+    expect(err.stage).toBe("verify-dns");
   });
 });
 
@@ -231,7 +435,7 @@ describe("shipped custom role", () => {
     expect(await z.getCname(`_acme-challenge.api.${ZONE}`)).toBe("x.example.net");
     expect(await z.upsertA(`ml.${ZONE}`, ["10.1.2.3"], 300)).toBe("created");
     expect(await z.upsertA(`ml.${ZONE}`, ["10.1.2.4"], 300)).toBe("updated");
-    expect(await z.nameServers()).toHaveLength(2);
+    expect(await z.nameServers()).toEqual(["ns1-01.azure-dns.test", "ns2-01.azure-dns.test"]);
     expect(fx.arm.requests.filter((r) => r.status === 403)).toEqual([]);
     const actions = new Set(fx.arm.requests.map((r) => r.action));
     const role = JSON.parse(readFileSync(DNS_ROLE, "utf8")) as { Actions: string[] };
