@@ -5,10 +5,9 @@
  * hold no more resources than the second one did.
  */
 import { spawn } from "node:child_process";
-import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { connect } from "node:tls";
+import type { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { servedCertificate } from "../support/served-certificate.js";
 import { startHarness, type Harness, type SpawnedCli } from "../harness/harness.js";
 import { freePort } from "../servers/pebble.js";
 import { findDef } from "../servers/kube-resources.js";
@@ -106,20 +105,6 @@ function promtoolCheck(text: string): Promise<{ code: number; output: string }> 
   });
 }
 
-/** The certificate azureml-fe serves for the FQDN, from a TLS handshake. */
-function servedCertificate(h: Harness, i = 0): Promise<X509Certificate> {
-  const fe = h.clusters[i]!.fe;
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: fe.host, port: fe.port, servername: h.clusters[i]!.spec.fqdn, ca: readFileSync(h.pebbleRootsFile, "utf8"), timeout: 10_000 }, () => {
-      const cert = socket.getPeerX509Certificate();
-      socket.end();
-      if (cert) resolve(cert);
-      else reject(new Error("azureml-fe sent no certificate"));
-    });
-    socket.on("timeout", () => socket.destroy(new Error("TLS handshake with azureml-fe timed out")));
-    socket.on("error", reject);
-  });
-}
 
 const notAfterSeconds = (c: X509Certificate) => Date.parse(c.validTo) / 1000;
 
@@ -367,6 +352,8 @@ describe("amlcert daemon: the durable history across processes", () => {
       // the third failure in a row: the retry table's 30-minute row (jittered by the FQDN and the count), not the first row's 5 minutes
       expect(retry).toMatchObject({ fqdn: FQDN, why: "retry", consecutiveFailures: 3, retryReason: "Table", retryDelayMs: retryDelay({ consecutiveFailures: 3, now: new Date(), seed: `${FQDN}#3` }).delayMs });
       await pollFor("3 consecutive failures in /metrics", async () => (value(await scrape(d.port), "amlcert_consecutive_failures", { target: FQDN }) === 3 ? true : undefined), 30_000);
+      // the next attempt is written to the history once it is decided, after the run's own record
+      await pollFor("the retry time in the history", () => (storedHistory(h)?.nextAttempt === retry.at ? true : undefined), 30_000);
       expect(storedHistory(h)).toMatchObject({ consecutiveFailures: 3, lastError: { code: "AZURE_FORBIDDEN", stage: "dns-challenge" }, nextAttempt: retry.at });
       expect(await d.cli.stop("SIGTERM")).toBe(0);
     } finally {

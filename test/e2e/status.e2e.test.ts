@@ -5,29 +5,15 @@
  * Every status run is checked to have written nothing: no request but GET at the Kubernetes API and ARM, and no
  * request at all at the CA.
  */
-import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { connect } from "node:tls";
+import type { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { servedCertificate } from "../support/served-certificate.js";
 import { startHarness, type CliRun, type Harness } from "../harness/harness.js";
 import { formatStatusTable, type StatusLine } from "../../src/app/status-view.js";
 
 const FQDN = "ml.contoso.test";
 
 /** The certificate azureml-fe serves for the FQDN, from a TLS handshake that trusts Pebble's roots. */
-function servedCertificate(h: Harness): Promise<X509Certificate> {
-  const fe = h.clusters[0]!.fe;
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: fe.host, port: fe.port, servername: FQDN, ca: readFileSync(h.pebbleRootsFile, "utf8"), timeout: 10_000 }, () => {
-      const cert = socket.getPeerX509Certificate();
-      socket.end();
-      if (cert) resolve(cert);
-      else reject(new Error("azureml-fe sent no certificate"));
-    });
-    socket.on("timeout", () => socket.destroy(new Error("TLS handshake with azureml-fe timed out")));
-    socket.on("error", reject);
-  });
-}
 
 /** Pebble's log after `before` (the log keeps only its tail, so find where `before` ended). */
 function pebbleLogSince(before: string, after: string): string {

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
-import { daemonExposition, pushgatewayExposition, type ProcessState, type TargetState } from "../prometheus/amlcert-series.js";
+import { daemonExposition, healthyTarget, pushgatewayExposition, type ProcessState, type TargetState } from "../prometheus/amlcert-series.js";
 import { startExpositionServer, type ExpositionServer } from "../prometheus/exposition-server.js";
 import { prometheusRuleYaml } from "../prometheus/prometheus-rule.js";
 import { dashboardQueries, expandGrafanaVariables, metricNamesIn, variableSelectors, type Dashboard } from "../prometheus/promql.js";
@@ -238,26 +238,6 @@ describe("test/servers/prometheus.ts withForOverride", () => {
 const DAY = 86_400;
 const now = () => Math.floor(Date.now() / 1000);
 
-function healthyTarget(target: string, t: number, daemon: boolean): TargetState {
-  return {
-    target,
-    notBefore: t - 10 * DAY,
-    notAfter: t + 80 * DAY,
-    renewAt: t + 50 * DAY,
-    lastRun: t - 60,
-    lastSuccess: t - 60,
-    consecutiveFailures: 0,
-    ...(daemon ? { nextAttempt: t + 6 * 3600 } : {}),
-    dnsOk: true,
-    servingOk: true,
-    runs: { renewed: 1 },
-    failures: [],
-    stageSeconds: [
-      { stage: "acme-order", seconds: 4.2 },
-      { stage: "extension", seconds: 95 },
-    ],
-  };
-}
 function failingTarget(target: string, t: number, daemon: boolean): TargetState {
   return {
     ...healthyTarget(target, t, daemon),

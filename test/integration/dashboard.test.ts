@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { daemonExposition, pushgatewayExposition, type TargetState } from "../prometheus/amlcert-series.js";
+import { daemonExposition, healthyTarget, pushgatewayExposition, type TargetState } from "../prometheus/amlcert-series.js";
 import { startExpositionServer, type ExpositionServer } from "../prometheus/exposition-server.js";
 import { allPanels, dashboardQueries, expandGrafanaVariables, variableSelectors, type Dashboard } from "../prometheus/promql.js";
 import { PROMTOOL_BINARY, startPrometheus, type Prometheus } from "../servers/prometheus.js";
@@ -80,18 +80,9 @@ describe("deploy/grafana/amlcert-dashboard.json", () => {
 // expression that parses but fails when it meets data (e.g. many-to-many matching) fails here.
 
 const DAY = 86_400;
-function target(name: string, t: number, daemon: boolean): TargetState {
-  return {
-    target: name,
-    notBefore: t - 10 * DAY,
-    notAfter: t + 80 * DAY,
-    renewAt: t + 50 * DAY,
-    lastRun: t - 60,
-    lastSuccess: t - 60,
-    consecutiveFailures: 0,
-    ...(daemon ? { nextAttempt: t + 6 * 3600 } : {}),
-    dnsOk: true,
-    servingOk: true,
+/** a healthy target that has also failed once and run a few times (so every panel has something to show) */
+const target = (name: string, t: number, daemon: boolean): TargetState =>
+  healthyTarget(name, t, daemon, {
     runs: { renewed: 1, none: 3 },
     failures: [{ stage: "propagation", code: "DNS_PROPAGATION_TIMEOUT", count: 1 }],
     stageSeconds: [
@@ -99,8 +90,7 @@ function target(name: string, t: number, daemon: boolean): TargetState {
       { stage: "extension", seconds: 95 },
       { stage: "extension", seconds: 40 },
     ],
-  };
-}
+  });
 
 describe("the dashboard's queries on a real Prometheus", () => {
   let daemon: ExpositionServer | undefined;

@@ -19,6 +19,7 @@ import type { TargetOutcome } from "../../src/renewal/events.js";
 import { startKubeServer, type KubeServer } from "../servers/kube-server.js";
 import { createTestPki } from "../servers/pki.js";
 import { amlcertFailure } from "../support/assertions.js";
+import { captureLogger } from "../support/capture-logger.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const NS = "azureml";
@@ -26,17 +27,6 @@ const CM = "amlcert-history";
 const A = "ml.contoso.test";
 const B = "api.contoso.test";
 
-interface LogLine {
-  level: string;
-  obj: Record<string, unknown>;
-  msg: string;
-}
-
-function captureLogger(): KubeLogger & { lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const at = (level: string) => (obj: Record<string, unknown>, msg: string) => void lines.push({ level, obj, msg });
-  return { lines, debug: at("debug"), info: at("info"), warn: at("warn") };
-}
 
 /** sleeps return at once (the retry pauses are not what is tested) and are counted */
 function countingClock(): Clock & { sleeps: number[] } {

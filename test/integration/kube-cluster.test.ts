@@ -16,21 +16,11 @@ import { createLeaseLock } from "../../src/kubernetes/lease-lock.js";
 import { startKubeServer, type KubeServer } from "../servers/kube-server.js";
 import { createTestPki, type TestPki } from "../servers/pki.js";
 import { amlcertFailure } from "../support/assertions.js";
+import { captureLogger } from "../support/capture-logger.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const NS = "azureml";
 
-interface LogLine {
-  level: string;
-  obj: Record<string, unknown>;
-  msg: string;
-}
-
-function captureLogger(): KubeLogger & { lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const at = (level: string) => (obj: Record<string, unknown>, msg: string) => void lines.push({ level, obj, msg });
-  return { lines, debug: at("debug"), info: at("info"), warn: at("warn") };
-}
 
 function manualClock(start = new Date("2030-01-01T00:00:00Z")): Clock & { advance(ms: number): void } {
   let t = start.getTime();

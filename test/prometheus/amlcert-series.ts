@@ -128,3 +128,31 @@ export function pushgatewayExposition(groups: PushedGroup[]): string {
   }
   return out.toString();
 }
+
+const DAY_SECONDS = 86_400;
+
+/**
+ * A target in good health at time `t` (Unix seconds): a 90-day certificate 10 days old, renewed a minute ago, both
+ * checks ok; the daemon shape also has a next attempt. `extra` overrides any field (runs, failures, durations).
+ */
+export function healthyTarget(target: string, t: number, daemon: boolean, extra: Partial<TargetState> = {}): TargetState {
+  return {
+    target,
+    notBefore: t - 10 * DAY_SECONDS,
+    notAfter: t + 80 * DAY_SECONDS,
+    renewAt: t + 50 * DAY_SECONDS,
+    lastRun: t - 60,
+    lastSuccess: t - 60,
+    consecutiveFailures: 0,
+    ...(daemon ? { nextAttempt: t + 6 * 3600 } : {}),
+    dnsOk: true,
+    servingOk: true,
+    runs: { renewed: 1 },
+    failures: [],
+    stageSeconds: [
+      { stage: "acme-order", seconds: 4.2 },
+      { stage: "extension", seconds: 95 },
+    ],
+    ...extra,
+  };
+}
