@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { SourceControlConfigurationClient } from "@azure/arm-kubernetesconfiguration";
 import { AmlcertError } from "../../src/errors.js";
 import { createExtensionClient, type ExtensionClientOptions } from "../../src/extension/extension-client.js";
-import type { ExtensionClient } from "../../src/ports.js";
+import { abortReason, type Clock, type ExtensionClient, type RequestSystem } from "../../src/ports.js";
 import type { ExtensionRecord, ExtensionRef } from "../servers/arm-server.js";
 import { SP, SUBSCRIPTION, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
 import { amlcertFailure } from "../support/assertions.js";
@@ -14,6 +14,41 @@ const ML_RG = "rg-ml";
 const AKS: ExtensionRef = { subscriptionId: SUBSCRIPTION, resourceGroup: ML_RG, clusterType: "managedClusters", clusterName: "aks-ml", name: "azureml" };
 const ARC: ExtensionRef = { subscriptionId: SUBSCRIPTION, resourceGroup: ML_RG, clusterType: "connectedClusters", clusterName: "arc-ml", name: "azureml" };
 const AKS_SCOPE = `/subscriptions/${SUBSCRIPTION}/resourceGroups/${ML_RG}/providers/Microsoft.ContainerService/managedClusters/aks-ml`;
+const RESOURCE_ID = `${AKS_SCOPE}/providers/Microsoft.KubernetesConfiguration/extensions/azureml`;
+const ROLE = 'Assign it "Kubernetes Extension Contributor" or the custom role in deploy/azure/amlcert-extension-role.json on that scope (or a parent). ARM said: AuthorizationFailed';
+
+/** A Clock whose sleeps wait until the test fires them (the operation's deadline runs on it). */
+class ManualClock implements Clock {
+  t = Date.parse("2026-11-01T00:00:00Z");
+  readonly sleeps: { ms: number; signal?: AbortSignal; fire: () => void }[] = [];
+  now(): Date {
+    return new Date(this.t);
+  }
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(abortReason(signal));
+      this.sleeps.push({ ms, signal, fire: () => resolve() });
+      signal?.addEventListener("abort", () => reject(abortReason(signal)), { once: true });
+    });
+  }
+}
+
+/** Bounded polling of the stand-in's state (never a timed assertion). */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 1000; i++) {
+    if (condition()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+/** The adapter's log lines (JSON), without pino's own fields. */
+const adapterLogs = () =>
+  fx.logLines
+    .flatMap((chunk) => chunk.split("\n").filter(Boolean))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.component === "extension")
+    .map(({ level, time, pid, hostname, ...rest }) => rest);
 
 const SEED_SETTINGS = {
   enableInference: "True",
@@ -42,8 +77,7 @@ afterAll(async () => {
 });
 beforeEach(() => {
   for (const ref of [AKS, ARC]) fx.arm.addExtension({ ...ref, configurationSettings: SEED_SETTINGS, protectedSettings: SEED_PROTECTED });
-  fx.arm.lro.outcome = "Succeeded";
-  fx.arm.lro.pollsBeforeDone = 2;
+  fx.arm.lro = { outcome: "Succeeded", pollsBeforeDone: 2, error: { code: "ExtensionOperationFailed", message: "The extension operation failed." } };
   fx.arm.protectedSettingsView = "keys";
   updated = [];
   unsubscribe = fx.arm.onExtensionUpdated((ext) => {
@@ -51,6 +85,8 @@ beforeEach(() => {
   });
 });
 afterEach(async () => {
+  fx.arm.beforeHandle = undefined;
+  fx.logLines.length = 0;
   unsubscribe();
   await fx.arm.settleOperations();
   fx.arm.faults.clear();
@@ -144,8 +180,9 @@ describe("updateSettings", () => {
     const err = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
     expect(err.code).toBe("EXTENSION_LRO_FAILED");
     expect(err.stage).toBe("extension");
-    expect(err.message).toContain("E40007 INVALID_SSL_SETTING: the secret azureml-tls-2025 has no cert.pem");
-    expect(err.message).toContain("ExtensionOperationFailed");
+    expect(err.message).toBe("the update of extension azureml failed in Azure: ExtensionOperationFailed: E40007 INVALID_SSL_SETTING: the secret azureml-tls-2025 has no cert.pem");
+    expect(err.details).toEqual({ extension: RESOURCE_ID, armCode: "ExtensionOperationFailed" });
+    expect(err.cause).toBeInstanceOf(Error);
     expect(fx.arm.getExtension(AKS)?.provisioningState).toBe("Failed");
     expect(updated).toEqual([]);
   });
@@ -157,15 +194,14 @@ describe("updateSettings", () => {
     const { changed, state } = await extensionClient().updateSettings(NEW_SETTINGS);
     expect(changed).toBe(true);
     expect(state.provisioningState).toBe("Succeeded");
-    expect(updated).toHaveLength(1);
+    expect(updated.map((e) => e.configurationSettings.sslSecret)).toEqual(["azureml-tls-2025"]);
   });
 
   test("when the operation does not finish within lroTimeoutMs, the error is EXTENSION_TIMEOUT", async () => {
     fx.arm.lro.pollsBeforeDone = 1_000_000;
     const err = await amlcertFailure(extensionClient({ lroTimeoutMs: 300, pollIntervalMs: 20 }).updateSettings(NEW_SETTINGS));
     expect(err.code).toBe("EXTENSION_TIMEOUT");
-    expect(err.message).toContain("azureml");
-    expect(err.details.accepted).toBe(true);
+    expect(err.details).toEqual({ extension: RESOURCE_ID, accepted: true });
     expect(fx.arm.getExtension(AKS)?.provisioningState).toBe("Updating");
   });
 
@@ -174,13 +210,17 @@ describe("updateSettings", () => {
     await amlcertFailure(extensionClient({ lroTimeoutMs: 200, pollIntervalMs: 20 }).updateSettings(NEW_SETTINGS));
     const err = await amlcertFailure(extensionClient().updateSettings({ sslSecret: "another" }));
     expect(err.code).toBe("AZURE_CONFLICT");
+    expect(err.message).toBe(
+      "could not update extension azureml: a concurrent change conflicted (409 Conflict): An operation is already in progress on extension 'azureml'. Retry after it completes.",
+    );
   });
 
   test("when ARM is throttling the PATCH beyond the retries, the error is AZURE_THROTTLED", async () => {
-    fx.arm.faults.add({ method: "PATCH", status: 429, times: Infinity, retryAfterSeconds: 0 });
+    const fault = fx.arm.faults.add({ method: "PATCH", status: 429, times: Infinity, retryAfterSeconds: 0 });
     const err = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
     expect(err.code).toBe("AZURE_THROTTLED");
     expect(err.stage).toBe("extension");
+    expect(fault.hits).toBe(2); // the first try and maxRetries=1 retry
   });
 
   test("when an operation poll fails transiently with 503 and Retry-After, the SDK retries it and the update completes", async () => {
@@ -205,6 +245,157 @@ describe("updateSettings", () => {
     expect(fx.arm.requests.find((r) => r.method === "PATCH")?.path).toContain("/providers/Microsoft.Kubernetes/connectedClusters/arc-ml/");
     expect(fx.arm.getExtension(ARC)?.configurationSettings.sslSecret).toBe("azureml-tls-2025");
     expect(fx.arm.getExtension(AKS)?.configurationSettings.sslSecret).toBe("azureml-tls-2024");
+  });
+});
+
+describe("updateSettings: deadline, cancellation and logs", () => {
+  test("the deadline runs on the injected clock: when it passes while the operation runs, EXTENSION_TIMEOUT names the bound in seconds", async () => {
+    fx.arm.lro.pollsBeforeDone = 1_000_000;
+    const clock = new ManualClock();
+    const pending = extensionClient({ clock, lroTimeoutMs: 90_000 }).updateSettings(NEW_SETTINGS);
+    await until(() => fx.arm.requests.some((r) => r.method === "PATCH" && r.status === 202) && clock.sleeps.length === 1, "the PATCH to be accepted");
+    expect(clock.sleeps.map((s) => s.ms)).toEqual([90_000]);
+    clock.sleeps[0]!.fire();
+    const err = await amlcertFailure(pending);
+    expect(err.code).toBe("EXTENSION_TIMEOUT");
+    expect(err.message).toBe(
+      "the update of extension azureml did not finish within 90 s (extension.lroTimeout); ARM may still complete it: check its provisioningState with az k8s-extension show",
+    );
+    expect(err.details).toEqual({ extension: RESOURCE_ID, accepted: true });
+  });
+
+  test("when the deadline passes before ARM answered the PATCH, the timeout says the change was not accepted", async () => {
+    const clock = new ManualClock();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    fx.arm.beforeHandle = async (r) => {
+      if (r.method === "PATCH") await gate;
+    };
+    try {
+      const pending = extensionClient({ clock, lroTimeoutMs: 60_000 }).updateSettings(NEW_SETTINGS);
+      await until(() => fx.arm.requests.some((r) => r.method === "PATCH") && clock.sleeps.length === 1, "the PATCH to reach ARM");
+      clock.sleeps[0]!.fire();
+      const err = await amlcertFailure(pending);
+      expect(err.code).toBe("EXTENSION_TIMEOUT");
+      expect(err.details).toEqual({ extension: RESOURCE_ID, accepted: false });
+    } finally {
+      release();
+    }
+  });
+
+  test("when the update is done, the deadline's wait on the clock is cancelled", async () => {
+    const clock = new ManualClock();
+    await extensionClient({ clock }).updateSettings(NEW_SETTINGS);
+    expect(clock.sleeps).toHaveLength(1);
+    expect(clock.sleeps[0]!.signal?.aborted).toBe(true);
+  });
+
+  test("when the run's signal is already aborted, nothing is sent and the signal's reason is thrown", async () => {
+    const stop = new AbortController();
+    const reason = new Error("stopping");
+    stop.abort(reason);
+    await expect(extensionClient().updateSettings(NEW_SETTINGS, stop.signal)).rejects.toBe(reason);
+    expect(fx.arm.requests).toEqual([]);
+  });
+
+  test("when the run's signal aborts while the operation runs, the wait ends with the signal's reason, not a timeout", async () => {
+    fx.arm.lro.pollsBeforeDone = 1_000_000;
+    const clock = new ManualClock();
+    const stop = new AbortController();
+    const reason = new Error("SIGTERM");
+    const pending = extensionClient({ clock, lroTimeoutMs: 600_000 }).updateSettings(NEW_SETTINGS, stop.signal);
+    await until(() => fx.arm.requests.some((r) => r.path.includes("/operations/")), "the first operation poll");
+    stop.abort(reason);
+    await expect(pending).rejects.toBe(reason);
+    expect(clock.sleeps[0]!.signal?.aborted).toBe(true);
+  });
+
+  test("a change is logged as accepted with its keys, then as updated with the state and the time on the injected clock", async () => {
+    const clock = new ManualClock();
+    const off = fx.arm.onExtensionUpdated(() => {
+      clock.t += 1500;
+    });
+    try {
+      await extensionClient({ clock }).updateSettings(NEW_SETTINGS);
+    } finally {
+      off();
+    }
+    const who = { component: "extension", extension: "azureml", cluster: "aks-ml" };
+    expect(adapterLogs()).toEqual([
+      { ...who, keys: ["sslSecret", "scoringFe.sslSecret", "sslCname"], msg: "extension update accepted; waiting for the operation" },
+      { ...who, changed: true, provisioningState: "Succeeded", ms: 1500, msg: "extension updated" },
+    ]);
+  });
+
+  test("no change is logged once, as already having the settings", async () => {
+    const client = extensionClient({ clock: new ManualClock() });
+    await client.updateSettings(NEW_SETTINGS);
+    fx.logLines.length = 0;
+    await client.updateSettings(NEW_SETTINGS);
+    expect(adapterLogs()).toEqual([
+      { component: "extension", extension: "azureml", cluster: "aks-ml", changed: false, provisioningState: "Succeeded", ms: 0, msg: "extension already had these settings" },
+    ]);
+  });
+});
+
+describe("updateSettings: how ARM ends the operation", () => {
+  test("a PATCH answered 201 Created with an operation is a change too", async () => {
+    fx.arm.lro.acceptedStatus = 201;
+    const { changed, state } = await extensionClient().updateSettings(NEW_SETTINGS);
+    expect(fx.arm.requests.find((r) => r.method === "PATCH")?.status).toBe(201);
+    expect(changed).toBe(true);
+    expect(state.configurationSettings.sslSecret).toBe("azureml-tls-2025");
+  });
+
+  test("when the operation is canceled, the error is EXTENSION_LRO_FAILED with the status as its code", async () => {
+    fx.arm.lro.outcome = "Canceled";
+    const err = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
+    expect(err.code).toBe("EXTENSION_LRO_FAILED");
+    expect(err.message).toBe("the update of extension azureml failed in Azure: Canceled: the operation ended Canceled");
+    expect(err.details).toEqual({ extension: RESOURCE_ID, armCode: "Canceled" });
+  });
+
+  test("when the operation failed without an error body, the status stands in for it", async () => {
+    fx.arm.lro.outcome = "Failed";
+    fx.arm.lro.omitError = true;
+    const err = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
+    expect(err.code).toBe("EXTENSION_LRO_FAILED");
+    expect(err.message).toBe("the update of extension azureml failed in Azure: Failed: the operation ended Failed");
+    expect(err.details).toEqual({ extension: RESOURCE_ID, armCode: "Failed" });
+  });
+
+  test("when a poll is refused after the PATCH was accepted, the error is the refusal, not a failed operation", async () => {
+    fx.arm.faults.add({ method: "GET", pathIncludes: "/operations/", status: 403, code: "AuthorizationFailed", message: "Forbidden.", times: Infinity });
+    const err = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
+    expect(err.code).toBe("AZURE_FORBIDDEN");
+    expect(err.stage).toBe("extension");
+    expect(err.details).toMatchObject({ status: 403, armCode: "AuthorizationFailed" });
+  });
+});
+
+describe("errors name what was being done, the action and the scope", () => {
+  test("when ARM refuses the read without naming the action, the error names ours", async () => {
+    fx.arm.faults.add({ method: "GET", status: 403, code: "AuthorizationFailed", message: "Forbidden.", times: Infinity });
+    const err = await amlcertFailure(extensionClient().get());
+    expect(err.code).toBe("AZURE_FORBIDDEN");
+    expect(err.message).toBe(`Azure denied the identity amlcert signed in with the action Microsoft.KubernetesConfiguration/extensions/read on ${RESOURCE_ID} while trying to read extension azureml. ${ROLE}`);
+  });
+
+  test("when ARM refuses the PATCH without naming the action, the error names ours", async () => {
+    fx.arm.faults.add({ method: "PATCH", status: 403, code: "AuthorizationFailed", message: "Forbidden.", times: Infinity });
+    const err = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
+    expect(err.message).toBe(`Azure denied the identity amlcert signed in with the action Microsoft.KubernetesConfiguration/extensions/write on ${RESOURCE_ID} while trying to update extension azureml. ${ROLE}`);
+  });
+
+  test("the stage given replaces the default", async () => {
+    const err = await amlcertFailure(extensionClient({ extensionName: "nope", stage: "verify-tls" }).get());
+    expect(err.stage).toBe("verify-tls");
+  });
+
+  test("every ARM response is reported to the request observer under system arm", async () => {
+    const seen: [RequestSystem, string][] = [];
+    await extensionClient({ requests: (system, status) => seen.push([system, status]) }).get();
+    expect(seen).toEqual([["arm", "200"]]);
   });
 });
 

@@ -19,6 +19,10 @@ export interface LroSettings {
   error: { code: string; message: string };
   /** Retry-After (seconds) sent with 202 and InProgress polls; unset sends none */
   retryAfterSeconds?: number;
+  /** the status a PATCH that starts an operation answers with (default 202 Accepted; 201 Created is also valid) */
+  acceptedStatus?: 201 | 202;
+  /** a Failed operation's status body carries `error: null` instead of the error */
+  omitError?: boolean;
 }
 
 export interface ExtensionRef {
@@ -85,6 +89,7 @@ interface Operation {
   outcome: LroSettings["outcome"];
   error: { code: string; message: string };
   retryAfterSeconds?: number;
+  omitError?: boolean;
 }
 
 function sameStringMap(a: Record<string, string>, b: Record<string, string>): boolean {
@@ -221,10 +226,11 @@ export function createExtensionRoutes(knobs: ExtensionKnobs): ExtensionRoutes {
       outcome: knobs.lro.outcome,
       error: { ...knobs.lro.error },
       retryAfterSeconds: knobs.lro.retryAfterSeconds,
+      omitError: knobs.lro.omitError,
     };
     operations.set(op.id, op);
     const q = `?api-version=${encodeURIComponent(ctx.apiVersion)}`;
-    sendJson(ctx.res, 202, extensionJson(ext), {
+    sendJson(ctx.res, knobs.lro.acceptedStatus ?? 202, extensionJson(ext), {
       "azure-asyncoperation": `${ctx.baseUrl}${ext.id}/operations/${op.id}${q}`,
       location: `${ctx.baseUrl}${ext.id}/operationResults/${op.id}${q}`,
       "x-ms-async-operation-timeout": "PT48H",
@@ -275,7 +281,7 @@ export function createExtensionRoutes(knobs: ExtensionKnobs): ExtensionRoutes {
         name: op.id,
         status: op.status,
         properties: {},
-        error: op.status === "Failed" ? op.error : null,
+        error: op.status === "Failed" && !op.omitError ? op.error : null,
       },
       retry,
     );
