@@ -98,6 +98,15 @@ describe("alerting on a real Prometheus and Pushgateway, with the shipped rules"
     await h?.stop();
   });
 
+  /**
+   * Each test is a step of one of two stories (CronJob, daemon). A step runs once, after the steps it follows, so
+   * any test also passes alone (scripts/test.sh -t '<name>'): it runs what it needs first.
+   */
+  const once = <T>(step: () => Promise<T>): (() => Promise<T>) => {
+    let done: Promise<T> | undefined;
+    return () => (done ??= step());
+  };
+
   /** the AmlcertRenewalFailing alerts (pending or firing) of one target */
   const renewalFailing = async (target: string): Promise<PromAlert[]> =>
     (await prom.alerts()).filter((a) => a.labels.alertname === "AmlcertRenewalFailing" && a.labels.target === target);
@@ -127,73 +136,87 @@ describe("alerting on a real Prometheus and Pushgateway, with the shipped rules"
     return group?.families.get(family)?.metrics[0]?.value;
   }
 
-  describe("CronJob path: amlcert renew pushes to the Pushgateway, Prometheus scrapes it", () => {
-    it("when the first run fails, AmlcertRenewalFailing fires for the target with the pushed job and no instance", async () => {
-      h.arm.deny({ action: TXT_WRITE });
-      const run = await h.runCli(["renew", "--config", cronConfig, "--target", CRON]);
-      expect(run.code, run.stderr).toBe(3);
-      expect(resultOf(run, CRON).error).toMatchObject({ code: "AZURE_FORBIDDEN", stage: "dns-challenge" });
-      expect(await pushed("amlcert_consecutive_failures")).toBe("1");
+  const cronFirstFailure = once(async () => {
+    h.arm.deny({ action: TXT_WRITE });
+    const run = await h.runCli(["renew", "--config", cronConfig, "--target", CRON]);
+    expect(run.code, run.stderr).toBe(3);
+    expect(resultOf(run, CRON).error).toMatchObject({ code: "AZURE_FORBIDDEN", stage: "dns-challenge" });
+    expect(await pushed("amlcert_consecutive_failures")).toBe("1");
 
-      const alert = await until(`AmlcertRenewalFailing firing for ${CRON}`, async () => (await renewalFailing(CRON)).find((a) => a.state === "firing"));
-      expect(alert.labels).toEqual({ alertname: "AmlcertRenewalFailing", severity: "warning", job: "amlcert", target: CRON });
-      expect(Number(alert.value)).toBe(1);
-      expect(alert.annotations.summary).toBe(`amlcert cannot renew ${CRON}`);
-      expect(alert.annotations.description).toContain(`The last 1 run(s) for ${CRON} failed (CronJob, pushed as job amlcert).`);
-    });
+    const alert = await until(`AmlcertRenewalFailing firing for ${CRON}`, async () => (await renewalFailing(CRON)).find((a) => a.state === "firing"));
+    expect(alert.labels).toEqual({ alertname: "AmlcertRenewalFailing", severity: "warning", job: "amlcert", target: CRON });
+    expect(Number(alert.value)).toBe(1);
+    expect(alert.annotations.summary).toBe(`amlcert cannot renew ${CRON}`);
+    expect(alert.annotations.description).toContain(`The last 1 run(s) for ${CRON} failed (CronJob, pushed as job amlcert).`);
+  });
 
-    it("when the next run (a new process) fails too, it pushes 2 consecutive failures, read from the durable history", async () => {
-      const run = await h.runCli(["renew", "--config", cronConfig, "--target", CRON]);
-      expect(run.code, run.stderr).toBe(3);
-      expect(await pushed("amlcert_consecutive_failures")).toBe("2");
+  const cronSecondFailure = once(async () => {
+    await cronFirstFailure();
+    const run = await h.runCli(["renew", "--config", cronConfig, "--target", CRON]);
+    expect(run.code, run.stderr).toBe(3);
+    expect(await pushed("amlcert_consecutive_failures")).toBe("2");
 
-      const seen = await until("Prometheus to scrape the second push (2 consecutive failures)", async () => {
-        const s = await prom.query(`amlcert_consecutive_failures{job="amlcert", target="${CRON}"}`);
-        return s.length === 1 && s[0]!.value === 2 ? s[0]! : undefined;
-      });
-      expect(seen.metric).toEqual({ __name__: "amlcert_consecutive_failures", job: "amlcert", target: CRON });
-      cronFailingAt = new Date(seen.timestamp * 1000);
-      const alert = await until(`AmlcertRenewalFailing for ${CRON} with value 2`, async () => (await renewalFailing(CRON)).find((a) => a.state === "firing" && Number(a.value) === 2));
-      expect(alert.annotations.description).toContain(`The last 2 run(s) for ${CRON} failed (CronJob, pushed as job amlcert).`);
-    });
-
-    it("when the fault is gone, the next run renews (exit 0), pushes 0, and the alert resolves", async () => {
-      h.arm.clearAuthorization();
-      const run = await h.runCli(["renew", "--config", cronConfig, "--target", CRON]);
-      expect(run.code, run.stderr).toBe(0);
-      expect(resultOf(run, CRON)).toMatchObject({ action: "renewed", servingOk: true });
-      expect(await pushed("amlcert_consecutive_failures")).toBe("0");
-
-      await until(`AmlcertRenewalFailing for ${CRON} to resolve`, async () => (await renewalFailing(CRON)).length === 0);
+    const seen = await until("Prometheus to scrape the second push (2 consecutive failures)", async () => {
       const s = await prom.query(`amlcert_consecutive_failures{job="amlcert", target="${CRON}"}`);
-      expect(s.map((x) => x.value)).toEqual([0]);
+      return s.length === 1 && s[0]!.value === 2 ? s[0]! : undefined;
     });
+    expect(seen.metric).toEqual({ __name__: "amlcert_consecutive_failures", job: "amlcert", target: CRON });
+    cronFailingAt = new Date(seen.timestamp * 1000);
+    const alert = await until(`AmlcertRenewalFailing for ${CRON} with value 2`, async () => (await renewalFailing(CRON)).find((a) => a.state === "firing" && Number(a.value) === 2));
+    expect(alert.annotations.description).toContain(`The last 2 run(s) for ${CRON} failed (CronJob, pushed as job amlcert).`);
+  });
+
+  const cronRecovers = once(async () => {
+    await cronSecondFailure();
+    h.arm.clearAuthorization();
+    const run = await h.runCli(["renew", "--config", cronConfig, "--target", CRON]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(resultOf(run, CRON)).toMatchObject({ action: "renewed", servingOk: true });
+    expect(await pushed("amlcert_consecutive_failures")).toBe("0");
+
+    await until(`AmlcertRenewalFailing for ${CRON} to resolve`, async () => (await renewalFailing(CRON)).length === 0);
+    const s = await prom.query(`amlcert_consecutive_failures{job="amlcert", target="${CRON}"}`);
+    expect(s.map((x) => x.value)).toEqual([0]);
+  });
+
+  const daemonFailsAtStart = once(async () => {
+    await cronRecovers();
+    h.arm.deny({ action: TXT_WRITE });
+    daemon = spawnDaemon(h, daemonConfig, daemonPort, ["--target", DAEMON]);
+    const instance = `127.0.0.1:${daemonPort}`;
+
+    const alert = await until(`AmlcertRenewalFailing firing for ${DAEMON}`, async () => (await renewalFailing(DAEMON)).find((a) => a.state === "firing"));
+    expect(alert.labels).toEqual({ alertname: "AmlcertRenewalFailing", severity: "warning", job: "amlcert", instance, target: DAEMON });
+    // At least 1: while the fault stays, the daemon runs the target again at each 5-second slot (the retry is
+    // capped by the schedule), so by the time the alert fires the count may already be higher.
+    expect(Number(alert.value)).toBeGreaterThanOrEqual(1);
+    expect(alert.annotations.description).toMatch(new RegExp(`^The last \\d+ run\\(s\\) for ml\\.contoso\\.test failed \\(daemon 127\\.0\\.0\\.1:${daemonPort}\\)\\.`));
+    expect(daemon.output()).toMatch(/"code":"AZURE_FORBIDDEN"/);
+  });
+
+  const daemonRecovers = once(async () => {
+    await daemonFailsAtStart();
+    h.arm.clearAuthorization();
+    await until(`AmlcertRenewalFailing for ${DAEMON} to resolve`, async () => (await renewalFailing(DAEMON)).length === 0);
+    const instance = `127.0.0.1:${daemonPort}`;
+    const failures = await prom.query(`amlcert_consecutive_failures{job="amlcert", target="${DAEMON}"}`);
+    expect(failures.map((x) => [x.metric.instance, x.value])).toEqual([[instance, 0]]);
+    const renewed = await prom.query(`amlcert_runs_total{job="amlcert", instance="${instance}", target="${DAEMON}", result="renewed"}`);
+    expect(renewed.map((x) => x.value)).toEqual([1]);
+  });
+
+  describe("CronJob path: amlcert renew pushes to the Pushgateway, Prometheus scrapes it", () => {
+    it("when the first run fails, AmlcertRenewalFailing fires for the target with the pushed job and no instance", () => cronFirstFailure());
+
+    it("when the next run (a new process) fails too, it pushes 2 consecutive failures, read from the durable history", () => cronSecondFailure());
+
+    it("when the fault is gone, the next run renews (exit 0), pushes 0, and the alert resolves", () => cronRecovers());
   });
 
   describe("daemon path: Prometheus scrapes amlcert daemon as job amlcert", () => {
-    it("when the run at start fails, AmlcertRenewalFailing fires for the target with the daemon's instance", async () => {
-      h.arm.deny({ action: TXT_WRITE });
-      daemon = spawnDaemon(h, daemonConfig, daemonPort, ["--target", DAEMON]);
-      const instance = `127.0.0.1:${daemonPort}`;
+    it("when the run at start fails, AmlcertRenewalFailing fires for the target with the daemon's instance", () => daemonFailsAtStart());
 
-      const alert = await until(`AmlcertRenewalFailing firing for ${DAEMON}`, async () => (await renewalFailing(DAEMON)).find((a) => a.state === "firing"));
-      expect(alert.labels).toEqual({ alertname: "AmlcertRenewalFailing", severity: "warning", job: "amlcert", instance, target: DAEMON });
-      // At least 1: while the fault stays, the daemon runs the target again at each 5-second slot (the retry is
-      // capped by the schedule), so by the time the alert fires the count may already be higher.
-      expect(Number(alert.value)).toBeGreaterThanOrEqual(1);
-      expect(alert.annotations.description).toMatch(new RegExp(`^The last \\d+ run\\(s\\) for ml\\.contoso\\.test failed \\(daemon 127\\.0\\.0\\.1:${daemonPort}\\)\\.`));
-      expect(daemon.output()).toMatch(/"code":"AZURE_FORBIDDEN"/);
-    });
-
-    it("when the fault is gone, the daemon's next scheduled run succeeds and the alert resolves", async () => {
-      h.arm.clearAuthorization();
-      await until(`AmlcertRenewalFailing for ${DAEMON} to resolve`, async () => (await renewalFailing(DAEMON)).length === 0);
-      const instance = `127.0.0.1:${daemonPort}`;
-      const failures = await prom.query(`amlcert_consecutive_failures{job="amlcert", target="${DAEMON}"}`);
-      expect(failures.map((x) => [x.metric.instance, x.value])).toEqual([[instance, 0]]);
-      const renewed = await prom.query(`amlcert_runs_total{job="amlcert", instance="${instance}", target="${DAEMON}", result="renewed"}`);
-      expect(renewed.map((x) => x.value)).toEqual([1]);
-    });
+    it("when the fault is gone, the daemon's next scheduled run succeeds and the alert resolves", () => daemonRecovers());
   });
 
   describe("the shipped dashboard on this Prometheus (both shapes scraped: the daemon still runs)", () => {
@@ -214,6 +237,7 @@ describe("alerting on a real Prometheus and Pushgateway, with the shipped rules"
     });
 
     it.each(queries.map((q) => [q.panel, q.refId, q.expr] as const))("%s, query %s, evaluates and returns series", async (panel, refId, expr) => {
+      await daemonRecovers();
       const promql = expandGrafanaVariables(expr);
       const now = await prom.queryRaw(promql);
       expect({ httpStatus: now.httpStatus, status: now.status, error: now.error }).toEqual({ httpStatus: 200, status: "success", error: undefined });
@@ -230,6 +254,7 @@ describe("alerting on a real Prometheus and Pushgateway, with the shipped rules"
     });
 
     it.each(variableSelectors(DASHBOARD).map((v) => [v.variable, v.selector] as const))("variable %s finds the values of both shapes", async (variable, selector) => {
+      await daemonRecovers();
       const got = await prom.query(expandGrafanaVariables(selector));
       const label = variable === "job" ? "job" : "target";
       const values = [...new Set(got.map((s) => s.metric[label]))].sort();
@@ -238,7 +263,7 @@ describe("alerting on a real Prometheus and Pushgateway, with the shipped rules"
   });
 
   it("the daemon stops on SIGTERM and exits 0", async () => {
-    expect(daemon, "the daemon tests started it").toBeDefined();
+    await daemonRecovers();
     const code = await daemon!.stop(40_000);
     expect(code, tail(daemon!.output())).toBe(0);
     expect(daemon!.output()).toContain("amlcert daemon stopped");
