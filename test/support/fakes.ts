@@ -5,8 +5,12 @@
  *
  * Conventions: DNS names are absolute, lower case, without the trailing dot (as the ports promise). "seed*" methods
  * set up state without being recorded as writes; the port methods record what amlcert did.
+ *
+ * Each fake behaves as the real adapter does on its stand-in: the contract suites in test/contract/ run the same
+ * assertions against both. Where they disagree, the fake changes (README, Development).
  */
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, createPrivateKey } from "node:crypto";
+import { isIP } from "node:net";
 import { Writable } from "node:stream";
 import pino from "pino";
 import { abortReason } from "../../src/ports.js";
@@ -27,7 +31,8 @@ import type {
   TlsProbe,
   TlsProbeResult,
 } from "../../src/ports.js";
-import { AmlcertError } from "../../src/errors.js";
+import { AmlcertError, atStage, isAmlcertError } from "../../src/errors.js";
+import { DnsLookupError } from "../../src/dns-check/dns-lookup.js";
 import type { Logger } from "../../src/observability/logger.js";
 import { AZUREML_EXTENSION_TYPE } from "../../src/renewal/inspect.js";
 import type { RenewDeps } from "../../src/renewal/deps.js";
@@ -163,6 +168,8 @@ export class FakeKube implements KubeCluster {
   failDelete: Failure<[string]>;
   failList: Failure<[string]>;
   failGet: Failure<[string]>;
+  /** the API server refuses to create the Event (recordEvent still resolves, as the adapter's does) */
+  failEvent: Failure<[RecordedEvent]>;
   private version = 1;
 
   /** Put a secret in place without recording a write. */
@@ -202,9 +209,16 @@ export class FakeKube implements KubeCluster {
     if (secret.expectedResourceVersion !== undefined && (previous?.resourceVersion ?? "") !== secret.expectedResourceVersion) {
       throw new AmlcertError("KUBE_CONFLICT", "store", `secret "${secret.name}" changed since amlcert read it`);
     }
+    if (previous && previous.type !== "Opaque") {
+      throw new AmlcertError("KUBE_ERROR", "store", `secret "${secret.name}" exists with type ${previous.type}; the type of a secret cannot change`);
+    }
+    // as the adapter replaces a secret: labels and annotations others put on it stay (ours win), unless restoring
+    const keep = previous && !secret.replaceMetadata ? previous : undefined;
     const stored: StoredSecret = {
-      ...sent,
+      name: secret.name,
       data: copyData(sent.data),
+      labels: { ...(keep?.labels ?? {}), ...sent.labels },
+      annotations: { ...(keep?.annotations ?? {}), ...sent.annotations },
       type: "Opaque",
       resourceVersion: String(this.version++),
       creationTimestamp: previous?.creationTimestamp ?? "2020-01-01T00:00:00Z",
@@ -230,7 +244,10 @@ export class FakeKube implements KubeCluster {
     return s ? { ...s, ips: [...s.ips], hostnames: [...s.hostnames] } : undefined;
   }
 
+  /** Best effort, as the adapter: when the API server refuses the Event (`failEvent`), it is dropped, never thrown. */
   async recordEvent(e: RecordedEvent): Promise<void> {
+    const err = typeof this.failEvent === "function" ? this.failEvent(e) : this.failEvent;
+    if (err) return;
     this.events.push({ ...e });
   }
 }
@@ -241,29 +258,44 @@ export interface FakeExtensionOptions {
   extensionType?: string;
   configurationSettings?: Record<string, string>;
   protectedSettingKeys?: string[];
+  /** the state ARM shows before amlcert runs (default "Succeeded") */
+  provisioningState?: string;
 }
 
-/** The AzureML cluster extension: `get` returns the state, `updateSettings` merges configurationSettings (as ARM does). */
+/**
+ * The AzureML cluster extension as ARM runs it: `get` returns the state; `updateSettings` merges configurationSettings.
+ * A PATCH that changes nothing on an extension whose last operation succeeded is answered at once (changed false, no
+ * operation). Anything else starts an operation: ARM stores the new settings at once (provisioningState Updating),
+ * then the operation ends Succeeded, or Failed (`failUpdate`), and the new settings stay either way.
+ */
 export class FakeExtension implements ExtensionClient {
   state: ExtensionState;
-  /** every PATCH body (configurationSettings), in order, including failed ones */
+  /** every PATCH sent (its configurationSettings), in order, including failed ones */
   readonly patches: Record<string, string>[] = [];
   getCalls = 0;
-  /** the update's long-running operation fails with this (nothing is merged) */
+  /** the update's long-running operation fails with this error (as the adapter raises it: EXTENSION_LRO_FAILED, or
+   * EXTENSION_TIMEOUT with `failedState` "Updating"). ARM keeps the new settings and shows `failedState`. */
   failUpdate: Failure<[Record<string, string>]>;
+  /** the provisioningState a failed operation leaves: "Failed" (default), "Canceled", or "Updating" (still running
+   * when the adapter stopped waiting) */
+  failedState: "Failed" | "Canceled" | "Updating" = "Failed";
+  /** ARM refuses the PATCH itself (403, 409 while an operation runs, 429, a network error): nothing changes */
+  rejectUpdate: Failure<[Record<string, string>]>;
   failGet: Failure<[]>;
-  /** what ARM reports: "auto" = changed when a setting differs */
+  /** what ARM reports: "auto" = changed when a setting differs or the last operation did not succeed */
   changed: boolean | "auto" = "auto";
   /** the operation never ends on its own: only the caller's signal ends the wait (with its reason) */
   hangUpdate = false;
   /** called when an update starts waiting (to stop the run at that moment) */
   onUpdateWait: (() => void) | undefined;
+  /** told of every read and of every operation that succeeded (azureml-fe reloads then) */
+  readonly observers: ((event: "read" | "succeeded") => void)[] = [];
 
   constructor(opts: FakeExtensionOptions = {}) {
     this.state = {
       id: "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks/providers/Microsoft.KubernetesConfiguration/extensions/azureml",
       extensionType: opts.extensionType ?? AZUREML_EXTENSION_TYPE,
-      provisioningState: "Succeeded",
+      provisioningState: opts.provisioningState ?? "Succeeded",
       configurationSettings: { inferenceRouterServiceType: "LoadBalancer", allowInsecureConnections: "False", ...(opts.configurationSettings ?? {}) },
       protectedSettingKeys: [...(opts.protectedSettingKeys ?? [])],
     };
@@ -280,11 +312,19 @@ export class FakeExtension implements ExtensionClient {
   async get(): Promise<ExtensionState> {
     this.getCalls++;
     failWith(this.failGet);
+    for (const o of this.observers) o("read");
     return this.snapshot();
   }
 
   async updateSettings(settings: Record<string, string>, signal?: AbortSignal): Promise<{ changed: boolean; state: ExtensionState }> {
+    signal?.throwIfAborted();
     this.patches.push({ ...settings });
+    failWith(this.rejectUpdate, settings);
+    const differs = Object.entries(settings).some(([k, v]) => this.state.configurationSettings[k] !== v);
+    const changed = this.changed === "auto" ? differs || this.state.provisioningState !== "Succeeded" : this.changed;
+    this.state.configurationSettings = { ...this.state.configurationSettings, ...settings };
+    if (!changed) return { changed: false, state: this.snapshot() };
+    this.state.provisioningState = "Updating";
     if (this.hangUpdate) {
       await new Promise<never>((_, reject) => {
         if (!signal) return reject(new Error("FakeExtension: hangUpdate without a signal would never end"));
@@ -292,10 +332,14 @@ export class FakeExtension implements ExtensionClient {
         this.onUpdateWait?.();
       });
     }
-    failWith(this.failUpdate, settings);
-    const differs = Object.entries(settings).some(([k, v]) => this.state.configurationSettings[k] !== v);
-    this.state.configurationSettings = { ...this.state.configurationSettings, ...settings };
-    return { changed: this.changed === "auto" ? differs : this.changed, state: this.snapshot() };
+    const failure = typeof this.failUpdate === "function" ? this.failUpdate(settings) : this.failUpdate;
+    if (failure) {
+      this.state.provisioningState = this.failedState;
+      throw failure;
+    }
+    this.state.provisioningState = "Succeeded";
+    for (const o of this.observers) o("succeeded");
+    return { changed: true, state: this.snapshot() };
   }
 }
 
@@ -314,6 +358,8 @@ export class FakeZone implements DnsZone {
   readonly txt = new Map<string, TxtEntry[]>();
   readonly cnames = new Map<string, string>();
   readonly a = new Map<string, string[]>();
+  /** the TTL of each A record set */
+  readonly aTtl = new Map<string, number>();
   readonly txtAdds: { fqdn: string; value: string; ttl: number }[] = [];
   readonly txtRemoves: { fqdn: string; value: string }[] = [];
   readonly aUpserts: { fqdn: string; addresses: string[]; ttl: number; outcome: "created" | "updated" | "unchanged" }[] = [];
@@ -338,9 +384,10 @@ export class FakeZone implements DnsZone {
     return n === this.zone || n.endsWith(`.${this.zone}`);
   }
 
+  /** A name inside this zone, or the adapter's refusal (INTERNAL) of a name outside it. */
   private own(fqdn: string): string {
     const n = norm(fqdn);
-    if (!this.holds(n)) throw new Error(`fake zone ${this.zone}: ${n} is not in this zone`);
+    if (!this.holds(n)) throw new AmlcertError("INTERNAL", "dns-challenge", `${n} is not inside the DNS zone ${this.zone}`);
     return n;
   }
 
@@ -348,8 +395,10 @@ export class FakeZone implements DnsZone {
     this.cnames.set(this.own(fqdn), norm(target));
   }
 
-  seedA(fqdn: string, addresses: string[]): void {
-    this.a.set(this.own(fqdn), [...addresses]);
+  seedA(fqdn: string, addresses: string[], ttlSeconds = 300): void {
+    const n = this.own(fqdn);
+    this.a.set(n, [...addresses]);
+    this.aTtl.set(n, ttlSeconds);
   }
 
   seedTxt(fqdn: string, value: string): void {
@@ -371,7 +420,7 @@ export class FakeZone implements DnsZone {
   }
 
   async removeTxtValue(fqdn: string, value: string): Promise<void> {
-    const n = norm(fqdn);
+    const n = this.own(fqdn);
     this.txtRemoves.push({ fqdn: n, value });
     failWith(this.failRemove, n, value);
     const rest = (this.txt.get(n) ?? []).filter((e) => e.value !== value);
@@ -380,17 +429,23 @@ export class FakeZone implements DnsZone {
   }
 
   async getCname(fqdn: string): Promise<string | undefined> {
-    const n = norm(fqdn);
+    const n = this.own(fqdn);
     this.cnameLookups.push(n);
     return this.cnames.get(n);
   }
 
+  /** As the adapter: "unchanged" only when the record set already has exactly these addresses and this TTL. */
   async upsertA(fqdn: string, addresses: string[], ttlSeconds: number): Promise<"created" | "updated" | "unchanged"> {
     const n = this.own(fqdn);
     failWith(this.failUpsert, n);
+    const wanted = [...new Set(addresses)].sort();
     const before = this.a.get(n);
-    const outcome = before === undefined ? "created" : [...before].sort().join() === [...addresses].sort().join() ? "unchanged" : "updated";
-    this.a.set(n, [...addresses]);
+    const same = before !== undefined && this.aTtl.get(n) === ttlSeconds && [...before].sort().join() === wanted.join();
+    const outcome = before === undefined ? "created" : same ? "unchanged" : "updated";
+    if (outcome !== "unchanged") {
+      this.a.set(n, wanted);
+      this.aTtl.set(n, ttlSeconds);
+    }
     this.aUpserts.push({ fqdn: n, addresses: [...addresses], ttl: ttlSeconds, outcome });
     return outcome;
   }
@@ -442,31 +497,49 @@ export class FakeLookup implements DnsLookup {
     return this.zones.filter((z) => z.holds(name)).sort((a, b) => b.zone.length - a.zone.length)[0];
   }
 
+  /** As the adapter: the values every server serves; a name outside every zone is REFUSED by the authoritative servers. */
   async txt(name: string, servers: string[]): Promise<string[]> {
     const n = norm(name);
     this.txtQueries.push({ name: n, servers: [...servers] });
+    if (servers.length === 0) throw new DnsLookupError("NO_SERVERS", { name: n, rrtype: "TXT", server: "" }, `no DNS servers given to ask for TXT ${n}`);
     failWith(this.failTxt, n, servers);
+    const zone = this.zoneOf(n);
+    if (!zone) throw new DnsLookupError("EREFUSED", { name: n, rrtype: "TXT", server: servers.join(",") }, `DNS TXT query for ${n} to ${servers.join(",")} failed: EREFUSED`);
     if (servers.some((s) => this.laggingServers.has(s))) {
-      return (this.zoneOf(n)?.txt.get(n) ?? []).filter((e) => e.addedAt === -Infinity).map((e) => e.value);
+      return (zone.txt.get(n) ?? []).filter((e) => e.addedAt === -Infinity).map((e) => e.value);
     }
     const now = this.clock.now().getTime();
-    return (this.zoneOf(n)?.txt.get(n) ?? []).filter((e) => now - e.addedAt >= this.propagationDelayMs).map((e) => e.value);
+    return (zone.txt.get(n) ?? []).filter((e) => now - e.addedAt >= this.propagationDelayMs).map((e) => e.value);
   }
 
-  /** Follow CNAMEs through the fake zones to the A records. Asked as an authoritative server, a hop outside every
-   * zone is REFUSED, as real authoritative servers (Azure DNS) do. */
+  /** What a recursive resolver (the CA's) sees at `name` now: CNAMEs followed through the zones, then the TXT values. */
+  recursiveTxt(name: string): string[] {
+    const { cnames } = this.fromZones(name);
+    const final = cnames.at(-1) ?? norm(name);
+    return this.zoneOf(final)?.txtValues(final) ?? [];
+  }
+
+  /** Follow CNAMEs through the fake zones to the A records, as the adapter does: a loop or more than 8 hops is an
+   * error. Asked as an authoritative server, a hop outside every zone is REFUSED, as real authoritative servers
+   * (Azure DNS) do. */
   fromZones(name: string, authoritative = false): Resolution {
     const cnames: string[] = [];
-    let n = norm(name);
-    for (let hop = 0; hop < 10; hop++) {
+    const start = norm(name);
+    const seen = new Set([start]);
+    let n = start;
+    for (;;) {
       const zone = this.zoneOf(n);
-      if (!zone && authoritative) throw Object.assign(new Error(`DNS CNAME query for ${n} failed: EREFUSED`), { code: "EREFUSED", query: n });
+      if (!zone && authoritative) throw new DnsLookupError("EREFUSED", { name: n, rrtype: "CNAME", server: "authoritative" }, `DNS CNAME query for ${n} failed: EREFUSED`);
       const target = zone?.cnames.get(n);
       if (!target) return { addresses: [...(zone?.a.get(n) ?? [])], cnames };
+      if (seen.has(target)) {
+        throw new DnsLookupError("CNAME_LOOP", { name: n, rrtype: "CNAME", server: "fake" }, `CNAME loop from ${start}: ${[start, ...cnames, target].join(" -> ")}`);
+      }
+      if (cnames.length >= 8) throw new DnsLookupError("CNAME_CHAIN_TOO_LONG", { name: n, rrtype: "CNAME", server: "fake" }, `CNAME chain from ${start} is longer than 8 hops`);
       cnames.push(target);
+      seen.add(target);
       n = target;
     }
-    throw new Error(`fake lookup: CNAME chain too long at ${name}`);
   }
 
   async resolve(name: string, servers?: string[]): Promise<Resolution> {
@@ -483,8 +556,12 @@ export class FakeLookup implements DnsLookup {
     return this.fromZones(n, this.authoritative(servers));
   }
 
+  /** IP literals pass through; host names are answered from `hosts`, and any other name does not resolve. */
   async hostAddresses(host: string): Promise<string[]> {
-    return [...(this.hosts.get(norm(host)) ?? [])];
+    if (isIP(host)) return [host];
+    const known = this.hosts.get(norm(host));
+    if (!known) throw new DnsLookupError("ENOTFOUND", { name: host, rrtype: "A/AAAA", server: "getaddrinfo" }, `cannot resolve host ${host}: ENOTFOUND`);
+    return [...known];
   }
 }
 
@@ -496,12 +573,15 @@ export function serialOf(chainPem: string): string {
 }
 
 /**
- * azureml-fe as seen by a TLS handshake. By default (`serving`) it serves whatever `serve()` returns; `serials`, when
- * set, is a sequence answered one per probe (the last one repeats).
+ * azureml-fe as seen by the TLS probe. By default it serves whatever `serve()` returns: a serial, or a chain PEM (then
+ * the served name is checked against the probed one, as the handshake does); `serials`, when set, is a sequence of
+ * serials answered one per probe (the last one repeats). As the real probe (verification on), a certificate that does
+ * not verify ends the handshake before its serial is known: authorized=false comes with an empty serial and the reason.
  */
 export class FakeTlsProbe implements TlsProbe {
   readonly calls: { host: string; port: number; servername: string }[] = [];
   serials: string[] | undefined;
+  /** whether the configured trust store verifies the served chain */
   authorized = true;
   authorizationError: string | undefined;
   failure: Failure<[{ host: string; port: number; servername: string }]>;
@@ -511,57 +591,116 @@ export class FakeTlsProbe implements TlsProbe {
   async probe(target: { host: string; port: number; servername: string }): Promise<TlsProbeResult> {
     this.calls.push({ ...target });
     failWith(this.failure, target);
-    let serial: string | undefined;
-    if (this.serials && this.serials.length > 0) serial = this.serials.length > 1 ? this.serials.shift() : this.serials[0];
-    else serial = this.serve();
-    if (serial === undefined) throw new Error(`connect ECONNREFUSED ${target.host}:${target.port}`);
+    let served: string | undefined;
+    if (this.serials && this.serials.length > 0) served = this.serials.length > 1 ? this.serials.shift() : this.serials[0];
+    else served = this.serve();
+    if (served === undefined) throw new AmlcertError("TLS_PROBE_FAILED", "verify-tls", `TLS handshake with ${target.host}:${target.port} (SNI ${target.servername}) failed: connect ECONNREFUSED`);
+    const leaf = served.includes("-----BEGIN CERTIFICATE-----") ? new X509Certificate(served) : undefined;
+    const refused = !this.authorized
+      ? (this.authorizationError ?? "UNABLE_TO_GET_ISSUER_CERT_LOCALLY: unable to get local issuer certificate")
+      : leaf && leaf.checkHost(target.servername) === undefined
+        ? `ERR_TLS_CERT_ALTNAME_INVALID: Hostname/IP does not match certificate's altnames: Host: ${target.servername}. is not in the cert's altnames: ${leaf.subjectAltName ?? ""}`
+        : undefined;
+    if (refused !== undefined) return { serialNumber: "", fingerprint256: "", protocol: "TLSv1.2", authorized: false, authorizationError: refused };
     return {
-      serialNumber: serial,
-      fingerprint256: "00",
+      serialNumber: leaf ? leaf.serialNumber.toUpperCase() : served,
+      fingerprint256: leaf ? leaf.fingerprint256 : "00",
       protocol: "TLSv1.2",
-      authorized: this.authorized,
-      ...(this.authorized ? {} : { authorizationError: this.authorizationError ?? "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }),
+      authorized: true,
     };
   }
 }
 
-/** azureml-fe's behaviour: it serves the certificate in the secret the extension's sslSecret names. */
+/**
+ * azureml-fe's behaviour (as its stand-in, test/servers/azureml-fe.ts): it serves the certificate of the secret the
+ * extension's sslSecret names, as it was when azureml-fe last loaded it: when it was first looked at (the first read
+ * of the extension or the first probe) and after every extension operation that succeeded. A secret changed in place
+ * without an operation is not picked up.
+ */
 export function servesWhatTheExtensionNames(kube: FakeKube, extension: FakeExtension): () => string | undefined {
-  return () => {
+  let loaded: { cert: string | undefined } | undefined;
+  const load = () => {
     const name = extension.settings.sslSecret ?? extension.settings["scoringFe.sslSecret"];
-    const cert = name ? kube.pemOf(name)?.cert : undefined;
-    return cert ? serialOf(cert) : undefined;
+    loaded = { cert: name ? kube.pemOf(name)?.cert : undefined };
+  };
+  extension.observers.push((event) => {
+    if (event === "succeeded" || loaded === undefined) load();
+  });
+  return () => {
+    if (loaded === undefined) load();
+    return loaded!.cert;
   };
 }
 
 // ---------------------------------------------------------------------------------------------------- ACME
 
+const uniqueNames = (names: string[]) => [...new Set(names.map((n) => norm(n.trim())).filter((n) => n.length > 0))];
+
 /**
- * An ACME CA that answers with a configured chain. When `presentFor` lists record names, it first presents a value at
- * each through the solver (as a real order would) and cleans all of them up afterwards, on success and failure.
+ * An ACME CA that answers with a configured chain. As a real order does, it challenges every name of the request
+ * (SANs included; a wildcard at its base name) through the solver, at once, checks each value where the CA would
+ * look (`resolveTxt`), and removes every value it presented once all authorizations settled, on success and failure.
  */
 export class FakeAcme implements AcmeIssuer {
   readonly requests: IssueRequest[] = [];
   readonly presented: PresentedTxt[] = [];
-  chainPem: string | ((req: IssueRequest) => string) | undefined;
+  readonly cleanedUp: PresentedTxt[] = [];
+  /** the chain the CA answers with, or a function of the request (a CA's signer) */
+  chainPem: string | ((req: IssueRequest) => string | Promise<string>) | undefined;
+  /** thrown after the challenges (finalization or download refused) */
   failure: Error | undefined;
-  presentFor: string[] = [];
+  /** names the CA refuses by policy (each blocks itself and every name below it, as Pebble's domainBlocklist): the
+   * order fails with rejectedIdentifier before any challenge */
+  blockedNames: string[] = [];
+  /** the TXT values the CA's resolver sees at a record name; undefined: every presented value validates */
+  resolveTxt: ((recordName: string) => Promise<string[]> | string[]) | undefined;
 
   async issue(req: IssueRequest, solver: DnsChallengeSolver): Promise<IssuedCertificate> {
     this.requests.push({ names: [...req.names], keyPem: req.keyPem });
-    const handles: PresentedTxt[] = [];
+    const names = uniqueNames(req.names);
+    if (names.length === 0) throw new AmlcertError("INTERNAL", "acme-order", "an ACME order needs at least one name");
     try {
-      for (const [i, recordName] of this.presentFor.entries()) {
-        const handle = await solver.present(recordName, `challenge-${this.requests.length}-${i}-${"x".repeat(32)}`);
+      createPrivateKey(req.keyPem);
+    } catch (err) {
+      throw new AmlcertError("INTERNAL", "acme-order", "the certificate key is not a readable unencrypted private key", { cause: err });
+    }
+    const blocked = names.find((n) => this.blockedNames.some((b) => n.replace(/^\*\./, "") === b || n.endsWith(`.${b}`)));
+    if (blocked) {
+      throw new AmlcertError("ACME_REJECTED", "acme-order", `the CA rejected the order for ${names.join(", ")}: rejectedIdentifier: Order includes a blocked identifier: ${blocked}`, {
+        details: { names, problemType: "rejectedIdentifier" },
+      });
+    }
+    const order = this.requests.length;
+    const handles: PresentedTxt[] = [];
+    const settled = await Promise.allSettled(
+      names.map(async (identifier, i) => {
+        const recordName = `_acme-challenge.${identifier.replace(/^\*\./, "")}`;
+        const value = `challenge-${order}-${i}-${"x".repeat(32)}`;
+        let handle: PresentedTxt;
+        try {
+          handle = await solver.present(recordName, value);
+        } catch (err) {
+          throw isAmlcertError(err) ? err : atStage(err, "dns-challenge");
+        }
         handles.push(handle);
         this.presented.push(handle);
-      }
-      if (this.failure) throw this.failure;
-      if (this.chainPem === undefined) throw new Error("FakeAcme: no chain configured");
-      return { chainPem: typeof this.chainPem === "function" ? this.chainPem(req) : this.chainPem };
-    } finally {
-      for (const h of handles) await solver.cleanup(h);
-    }
+        if (this.resolveTxt && !(await this.resolveTxt(recordName)).includes(value)) {
+          throw new AmlcertError("ACME_REJECTED", "acme-order", `the CA rejected the dns-01 challenge for ${identifier}: unauthorized: no TXT record with the expected value found at ${recordName}`, {
+            details: { identifier, problemType: "unauthorized" },
+          });
+        }
+      }),
+    );
+    // cleanup failures are the solver's to log; they never fail the order
+    await Promise.allSettled(handles.map(async (h) => {
+      await solver.cleanup(h);
+      this.cleanedUp.push(h);
+    }));
+    const failures = settled.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
+    if (failures.length > 0) throw failures.find((e) => isAmlcertError(e) && e.code === "ACME_REJECTED") ?? failures[0];
+    if (this.failure) throw this.failure;
+    if (this.chainPem === undefined) throw new Error("FakeAcme: no chain configured");
+    return { chainPem: typeof this.chainPem === "function" ? await this.chainPem(req) : this.chainPem };
   }
 }
 
@@ -628,6 +767,7 @@ export function makeDeps(opts: MakeDepsOptions = {}): FakeWorld {
   const extension = new FakeExtension(opts.extension);
   const tlsProbe = new FakeTlsProbe(servesWhatTheExtensionNames(kube, extension));
   const acme = new FakeAcme();
+  acme.resolveTxt = (recordName) => lookup.recursiveTxt(recordName);
   const keys = new FakeKeys();
   const nameServersOf = (z: DnsZone) => z.nameServers();
   const solver = createDnsSolver({

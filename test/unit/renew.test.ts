@@ -79,9 +79,7 @@ function settings(overrides: Partial<RenewSettings> = {}): RenewSettings {
 }
 
 function world(opts: MakeDepsOptions = {}): FakeWorld {
-  const w = makeDeps({ now: T0, fqdn: FQDN, zone: "contoso.test", ingressIp: INGRESS_IP, ...opts });
-  w.acme.presentFor = [CHALLENGE];
-  return w;
+  return makeDeps({ now: T0, fqdn: FQDN, zone: "contoso.test", ingressIp: INGRESS_IP, ...opts });
 }
 
 /** The CA will issue `leaf`, and the fresh key amlcert generates is `keyPem` (the leaf's own key by default). */
@@ -250,6 +248,19 @@ describe("renewTarget: first issuance (the extension names no sslSecret)", () =>
     expect(w.zone.aUpserts).toEqual([]);
   });
 
+  it("with extra names, the order challenges every name (SANs included) through the zone, and removes every value again", async () => {
+    const names = [FQDN, "www.contoso.test", "api.contoso.test"];
+    const w = world();
+    caIssues(w, await makeLeaf(intermediate, names, at(-HOUR), at(days(90) - HOUR)));
+
+    const r = await renewTarget(w.deps, settings({ names }));
+
+    expect(r).toMatchObject({ action: "renewed", servingOk: true });
+    expect(w.zone.txtAdds.map((a) => a.fqdn).sort()).toEqual(names.map((n) => `_acme-challenge.${n}`).sort());
+    expect(w.zone.txtRemoves).toHaveLength(3);
+    expectTxtCleanedUp(w);
+  });
+
   it("never logs the private key", async () => {
     const rec = recordingLogger();
     const w = world({ logger: rec.logger });
@@ -308,7 +319,6 @@ describe("renewTarget: first issuance (the extension names no sslSecret)", () =>
 describe("renewTarget: the issued certificate is validated before anything is written", () => {
   const cases: { when: string; arrange: (w: FakeWorld) => void; mentions: RegExp }[] = [
     { when: "the chain's key does not match the generated key", arrange: (w) => caIssues(w, issued, issued.chainPem, otherKeyCert.keyPem), mentions: /does not match/ },
-    { when: "the generated key is passphrase-protected", arrange: (w) => caIssues(w, issued, issued.chainPem, encryptKey(issued.keyPem)), mentions: /passphrase-protected/ },
     { when: "the chain is in the wrong order", arrange: (w) => caIssues(w, issued, intermediate.pem + issued.leafPem), mentions: /not signed by certificate #2/ },
     { when: "the chain lacks its intermediate", arrange: (w) => caIssues(w, issued, issued.leafPem), mentions: /only the leaf/ },
     { when: "the chain is garbage", arrange: (w) => caIssues(w, issued, "<html>502 Bad Gateway</html>"), mentions: /no PEM CERTIFICATE block/ },
@@ -335,6 +345,23 @@ describe("renewTarget: the issued certificate is validated before anything is wr
       expect(w.extension.settings.sslSecret).toBe("azureml-tls-current");
     });
   }
+
+  // The ACME issuer refuses an unreadable key before ordering (as acme-issuer.ts does), so this case needs a source
+  // that hands over a passphrase-protected key as it is (a Key Vault or TLS-secret source could).
+  it("when the source hands over a passphrase-protected key, fails with CERT_INVALID at stage validate (exit 3) and writes nothing", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    const before = secretContent(w, "azureml-tls-current");
+    w.deps.source = { kind: "test", obtain: async () => ({ chainPem: issued.chainPem, keyPem: encryptKey(issued.keyPem) }) };
+
+    const err = await failedRun(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ code: "CERT_INVALID", stage: "validate", exitCode: ExitCode.RenewalFailed });
+    expect(err.message).toMatch(/passphrase-protected/);
+    expectZeroWrites(w);
+    expect(secretContent(w, "azureml-tls-current")).toEqual(before);
+  });
 
   it("when the new certificate does not expire later than the one in place, fails with CERT_NOT_NEWER at validate and writes nothing", async () => {
     const w = world();
@@ -425,7 +452,9 @@ describe("renewTarget: preflight", () => {
 });
 
 describe("renewTarget: the extension update fails", () => {
-  it("in versioned mode: exit 3, the new secret stays for the next run, the old one is untouched and nothing is pruned", async () => {
+  // ARM stores the PATCHed settings before the operation runs and keeps them when it fails (provisioningState
+  // Failed): the extension then names the new version although azureml-fe was not rolled to it.
+  it("in versioned mode: exit 3, the extension keeps naming the new version (Failed), azureml-fe keeps serving the old one, nothing is pruned", async () => {
     const w = world();
     seedManaged(w, "azureml-tls-current", dueCert);
     seedManaged(w, "azureml-tls-older", older);
@@ -447,13 +476,29 @@ describe("renewTarget: the extension update fails", () => {
     expect(secretContent(w, "azureml-tls-current")).toEqual(before);
     expect(w.kube.secrets.has("azureml-tls-older")).toBe(true);
     expect(w.kube.deletes).toEqual([]);
-    expect(w.extension.settings.sslSecret).toBe("azureml-tls-current");
+    expect(w.extension.state).toMatchObject({ provisioningState: "Failed", configurationSettings: { sslSecret: newName, "scoringFe.sslSecret": newName } });
+    expect((await w.deps.tlsProbe.probe({ host: INGRESS_IP, port: 443, servername: FQDN })).serialNumber).toBe(dueCert.serialNumber);
+  });
+
+  it("in versioned mode, when ARM refuses the PATCH itself, the extension is untouched and the new version stays for the next run", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    caIssues(w, issued);
+    w.extension.rejectUpdate = new AmlcertError("AZURE_THROTTLED", "extension", "ARM kept answering 429");
+
+    const err = await failedRun(renewTarget(w.deps, settings()));
+
+    expect(err).toMatchObject({ code: "AZURE_THROTTLED", stage: "extension", exitCode: 3 });
+    const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
+    expect(w.kube.secrets.get(newName)?.annotations).toMatchObject({ [ANNOTATION.rollout]: "pending", [ANNOTATION.rolloutFailures]: "1" });
+    expect(w.extension.state).toMatchObject({ provisioningState: "Succeeded", configurationSettings: { sslSecret: "azureml-tls-current" } });
   });
 
   it("in versioned mode, a plain error from the adapter is attributed to the extension stage (exit 3)", async () => {
     const w = world();
     caIssues(w, issued);
-    w.extension.failUpdate = new Error("socket hang up");
+    w.extension.rejectUpdate = new Error("socket hang up");
 
     const err = await failedRun(renewTarget(w.deps, settings()));
 
@@ -479,8 +524,10 @@ describe("renewTarget: the extension update fails", () => {
     expect(w.extension.patches).toEqual([]);
   });
 
+  // In fixed mode the PATCH carries the settings the extension already has: ARM runs an operation for them only when
+  // the last one did not succeed (otherwise it answers 200 and nothing can fail). Hence the Failed state below.
   it("in fixed mode, when the previous certificate cannot be put back, the error says the secret now holds the new one", async () => {
-    const w = world();
+    const w = world({ extension: { provisioningState: "Failed" } });
     seedUnmanaged(w, BASE, dueCert);
     pointExtensionAt(w, BASE);
     caIssues(w, issued);
@@ -494,12 +541,14 @@ describe("renewTarget: the extension update fails", () => {
   });
 
   it("in fixed mode: exit 3 and the previous certificate is written back into the secret", async () => {
-    const w = world();
+    const w = world({ extension: { provisioningState: "Failed" } });
     seedUnmanaged(w, BASE, dueCert);
     pointExtensionAt(w, BASE);
     const before = w.kube.secrets.get(BASE)!;
     caIssues(w, issued);
+    // the operation was still running when the adapter stopped waiting
     w.extension.failUpdate = new AmlcertError("EXTENSION_TIMEOUT", "extension", "the extension update did not finish in 30m");
+    w.extension.failedState = "Updating";
 
     const err = await failedRun(renewTarget(w.deps, settings({ secretMode: "fixed" })));
 
@@ -513,7 +562,9 @@ describe("renewTarget: the extension update fails", () => {
     expect(restored.annotations).toEqual(before.annotations);
     expect(secretContent(w, BASE)).toEqual({ cert: dueCert.chainPem, key: dueCert.keyPem });
     expect(w.kube.deletes).toEqual([]);
+    expect(w.extension.state.provisioningState).toBe("Updating");
   });
+
 });
 
 describe("renewTarget: a stored certificate that was never rolled out", () => {
@@ -534,7 +585,10 @@ describe("renewTarget: a stored certificate that was never rolled out", () => {
     expect(w.extension.patches).toEqual([{ sslSecret: "azureml-tls-stranded", "scoringFe.sslSecret": "azureml-tls-stranded", sslCname: FQDN }]);
   });
 
-  it("after a failed extension update, the next run rolls out the stored certificate without a second order", async () => {
+  // Rewritten for ARM's behaviour: the failed update left the extension naming the new version (provisioningState
+  // Failed), so the next run finds that version in place and updates the extension again for it; it does not take
+  // the reuse path (that is for a PATCH ARM refused, below).
+  it("after a failed extension operation (ARM kept the new sslSecret, Failed), the next run updates the extension again for the stored certificate, without a second order", async () => {
     const w = world();
     seedManaged(w, "azureml-tls-current", dueCert);
     pointExtensionAt(w, "azureml-tls-current");
@@ -542,12 +596,37 @@ describe("renewTarget: a stored certificate that was never rolled out", () => {
     w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "Failed");
     await failedRun(renewTarget(w.deps, settings()));
     w.extension.failUpdate = undefined;
+    const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
 
     const r = await renewTarget(w.deps, settings());
 
-    expect(r).toMatchObject({ action: "renewed", serial: issued.serialNumber });
+    expect(r).toMatchObject({ secret: newName, serial: issued.serialNumber, extensionUpdated: true, servingOk: true });
+    expect(r.error).toBeUndefined();
     expect(w.acme.requests).toHaveLength(1);
+    const pointAtNew = { sslSecret: newName, "scoringFe.sslSecret": newName, sslCname: FQDN };
+    expect(w.extension.patches).toEqual([pointAtNew, pointAtNew]);
+    expect(w.extension.state.provisioningState).toBe("Succeeded");
     // one certificate stored once; then its failed and its successful rollout recorded
+    expect(w.kube.writes.map((x) => [x.annotations["amlcert.io/rollout"], x.annotations["amlcert.io/rollout-failures"]])).toEqual([
+      ["pending", "0"],
+      ["pending", "1"],
+      ["done", "1"],
+    ]);
+  });
+
+  it("after ARM refused the PATCH, the next run reuses the stored certificate without a second order", async () => {
+    const w = world();
+    seedManaged(w, "azureml-tls-current", dueCert);
+    pointExtensionAt(w, "azureml-tls-current");
+    caIssues(w, issued);
+    w.extension.rejectUpdate = new AmlcertError("AZURE_CONFLICT", "extension", "another operation is in progress");
+    await failedRun(renewTarget(w.deps, settings()));
+    w.extension.rejectUpdate = undefined;
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", serial: issued.serialNumber, servingOk: true });
+    expect(w.acme.requests).toHaveLength(1);
     expect(w.kube.writes.map((x) => [x.annotations["amlcert.io/rollout"], x.annotations["amlcert.io/rollout-failures"]])).toEqual([
       ["pending", "0"],
       ["pending", "1"],
@@ -687,12 +766,17 @@ describe("renewTarget: verifying that azureml-fe serves the new certificate", ()
     seedUnmanaged(w, BASE, dueCert);
     pointExtensionAt(w, BASE);
     caIssues(w, issued);
-    w.tlsProbe.serials = [dueCert.serialNumber];
+    // ARM answers a PATCH with the settings the extension has (and a last operation that succeeded) with 200 and runs
+    // no operation, so nothing can fail there and azureml-fe is not rolled: it keeps serving what it loaded
+    w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "never reached: no operation runs");
 
     const err = await failedRun(renewTarget(w.deps, settings({ secretMode: "fixed" })));
 
-    expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", exitCode: 4 });
+    expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", exitCode: 4 });
+    expect(err.message).toContain(dueCert.serialNumber);
     expect(err.message).toContain("secretMode: versioned");
+    expect(secretContent(w, BASE)).toEqual({ cert: issued.chainPem, key: issued.keyPem });
+    expect(w.extension.state.provisioningState).toBe("Succeeded");
   });
 });
 
