@@ -35,7 +35,12 @@ describe("deploy/ (kubectl kustomize)", () => {
     expect(cron.spec.concurrencyPolicy).toBe("Forbid");
     const binding = byKind("RoleBinding")[0] as unknown as { subjects: { kind: string; name: string }[]; roleRef: { name: string } };
     expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "amlcert", namespace: "azureml" }]);
-    expect(byKind("ServiceAccount")[0]!.metadata.annotations?.["azure.workload.identity/client-id"]).toMatch(/^[0-9a-f-]{36}$/);
+    // bound to the Role that is shipped, by its name
+    expect(binding.roleRef).toEqual({ apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: byKind("Role")[0]!.metadata.name });
+    expect(byKind("Role")[0]!.metadata.name).toBe("amlcert");
+    expect(byKind("ServiceAccount")[0]!.metadata.name).toBe("amlcert");
+    // the placeholder client id that deploy/kustomization.yaml tells the user to replace (README, step 2)
+    expect(byKind("ServiceAccount")[0]!.metadata.annotations?.["azure.workload.identity/client-id"]).toBe("00000000-0000-0000-0000-000000000000");
   });
 
   it("the container cannot escalate, runs as non-root on a read-only root filesystem, and has a memory limit", () => {
@@ -43,9 +48,13 @@ describe("deploy/ (kubectl kustomize)", () => {
     expect(pod.securityContext.runAsNonRoot).toBe(true);
     const c = pod.containers[0]! as { securityContext: Record<string, unknown>; resources: { limits: Record<string, string> }; args: string[]; volumeMounts: { mountPath: string }[] };
     expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
-    expect(c.resources.limits.memory).toBeDefined();
+    expect(c.resources.limits.memory).toBe("256Mi");
     expect(c.args).toEqual(["renew", "--config", "/etc/amlcert/amlcert.yaml"]);
-    expect(c.volumeMounts.map((m) => m.mountPath)).toContain("/etc/amlcert");
+    // the config, read-only, and a writable /tmp: the only writable path on a read-only root filesystem
+    expect(c.volumeMounts).toEqual([
+      { mountPath: "/etc/amlcert", name: "config", readOnly: true },
+      { mountPath: "/tmp", name: "tmp" },
+    ]);
   });
 
   it("the ConfigMap's amlcert.yaml is a configuration amlcert accepts", () => {
