@@ -2,6 +2,8 @@
 import { AmlcertError, atStage } from "../errors.js";
 import type { ExtensionState, StoredSecret } from "../ports.js";
 import { planRenewal, type PlanDecision } from "./plan.js";
+import { inPlaceRollout } from "./policies.js";
+import { MAX_ROLLOUT_FAILURES, rolloutOf } from "./certificate-version.js";
 import type { RenewDeps, RenewSettings } from "./deps.js";
 
 export const AZUREML_EXTENSION_TYPE = "Microsoft.AzureML.Kubernetes";
@@ -24,6 +26,8 @@ export interface Inspection {
   ingress?: Ingress;
   /** what the FQDN must resolve to: expectedAddress, or azureml-fe's ingress */
   expected: string[];
+  /** the version the extension names is valid but its rollout failed: roll it out again instead of ordering */
+  pendingRollout: boolean;
   warnings: string[];
 }
 
@@ -61,7 +65,7 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings): Promise<
   if (!s.expectedAddress && ingress && expected.length === 0) {
     warnings.push(`service ${AZUREML_FE_SERVICE} (type ${ingress.type}) has no load balancer ingress; set expectedAddress for nodePort/clusterIP setups`);
   }
-  const decision = planRenewal({
+  let decision = planRenewal({
     // a name that points at no secret is a missing secret (SecretMissing), not a secret with missing data
     stored: currentSecretName && current ? { secretName: currentSecretName, certPem: text(current, "cert.pem"), keyPem: text(current, "key.pem") } : undefined,
     names: s.names,
@@ -72,7 +76,19 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings): Promise<
   if (current === undefined && currentSecretName && decision.reason === "SecretMissing") {
     decision.message = `secret ${currentSecretName} ${s.secretMode === "fixed" ? "(secretName, fixed mode)" : "named by sslSecret"} does not exist`;
   }
-  return { extension, currentSecretName, current, decision, ingress, expected, warnings };
+  const rollout = s.secretMode === "versioned" ? inPlaceRollout(current, extension.provisioningState) : "Confirmed";
+  if (!decision.renew && rollout === "Rejected") {
+    decision = {
+      renew: true,
+      reason: "RolloutRejected",
+      message: `the extension failed to roll out secret ${currentSecretName} ${rolloutOf(current!).failures} times (at most ${MAX_ROLLOUT_FAILURES}); ordering a new certificate`,
+      current: decision.current,
+      renewAt: decision.renewAt,
+      // azureml-fe never served it: it sets no "must expire later" bar
+      currentSound: false,
+    };
+  }
+  return { extension, currentSecretName, current, decision, ingress, expected, warnings, pendingRollout: !decision.renew && rollout === "Pending" };
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import { AmlcertError } from "../errors.js";
 import { describeProblem, validateNewPair } from "../certs/certificate.js";
-import { secretFor, versionedSecretName, versionsSelector } from "./certificate-version.js";
+import { rolloutOf, secretFor, versionedSecretName, versionsSelector } from "./certificate-version.js";
 import type { RenewDeps, RenewSettings } from "./deps.js";
 import { soundNotAfter, type Inspection } from "./inspect.js";
 import { chooseReusable, type ReusableVersion } from "./policies.js";
@@ -29,6 +29,14 @@ async function findReusable(deps: RenewDeps, s: RenewSettings, inspection: Inspe
 export async function obtainVersion(run: RunRecorder, deps: RenewDeps, s: RenewSettings, inspection: Inspection, signal?: AbortSignal): Promise<StoredVersion> {
   const log = deps.logger.child({ fqdn: s.fqdn });
   const content = { base: s.secretName, fqdn: s.fqdn, names: s.names };
+  if (inspection.pendingRollout) {
+    // the extension names it, but its last operation failed: roll the same version out again (and count it)
+    const held = inspection.current!;
+    const failures = rolloutOf(held).failures;
+    log.warn({ stage: "extension", secret: held.name, failures, provisioningState: inspection.extension.provisioningState }, "the extension's rollout of this certificate failed; rolling it out again");
+    const text = (key: string) => held.data[key]?.toString("utf8") ?? "";
+    return { ...content, name: held.name, chainPem: text("cert.pem"), keyPem: text("key.pem"), leaf: inspection.decision.current!, reused: true, previousFailures: failures };
+  }
   const reusable = await run.stage("store", () => findReusable(deps, s, inspection));
   if (reusable) {
     log.info({ stage: "store", secret: reusable.name, serial: reusable.leaf.serialNumber }, "reusing a stored certificate that was never rolled out");

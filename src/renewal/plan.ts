@@ -15,6 +15,8 @@ export const RenewalReasons = [
   "ChainIncomplete",
   "Expired",
   "InRenewalWindow",
+  /** the extension failed to roll out the certificate in place MAX_ROLLOUT_FAILURES times (set by inspect.ts) */
+  "RolloutRejected",
 ] as const;
 export type RenewalReason = (typeof RenewalReasons)[number];
 

@@ -2,6 +2,7 @@
  * Pure policies over stored versions, each answer with a named reason (logged, and testable without a cluster):
  *   reuse  which stored, never rolled-out certificate a renewal may roll out instead of ordering a new one
  *   prune  which older versions to delete once a new one is proven served
+ *   in place  whether the version the extension names was really rolled out
  */
 import { inspectPair, type CertificateInfo } from "../certs/certificate.js";
 import type { StoredSecret } from "../ports.js";
@@ -74,4 +75,21 @@ export function versionsToPrune(managed: StoredSecret[], keep: string[], keepPre
   const older = managed.filter((m) => !keep.includes(m.name)).sort((a, b) => annotatedNotAfter(b).localeCompare(annotatedNotAfter(a)));
   const previousKept = keep.slice(1).filter((k) => managed.some((m) => m.name === k)).length;
   return older.slice(Math.max(0, keepPrevious - previousKept)).map((m) => m.name);
+}
+
+/**
+ * The version the extension names, as far as its rollout goes:
+ *   Confirmed  rolled out (annotated done, or not ours), or pending while the extension's last operation did not
+ *              fail (a timed-out wait that ARM completed later, a crash before the annotation): confirm it by serving
+ *   Pending    its rollout failed: ARM keeps the new settings after a failed operation, but azureml-fe keeps serving
+ *              the previous certificate, so it must be rolled out again (and counted)
+ *   Rejected   its rollout failed MAX_ROLLOUT_FAILURES times: the extension will not take it; order a new one
+ */
+export type InPlaceRollout = "Confirmed" | "Pending" | "Rejected";
+
+export function inPlaceRollout(secret: StoredSecret | undefined, provisioningState: string | undefined): InPlaceRollout {
+  if (!secret) return "Confirmed";
+  const r = rolloutOf(secret);
+  if (r.state !== "pending" || !/^(failed|canceled)$/i.test(provisioningState ?? "")) return "Confirmed";
+  return r.failures >= MAX_ROLLOUT_FAILURES ? "Rejected" : "Pending";
 }

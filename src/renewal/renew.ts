@@ -5,7 +5,8 @@
  *   inspect   the extension, the secret it names, azureml-fe; the renewal decision with a named reason (./plan.ts)
  *   dns       does the FQDN resolve to azureml-fe? (a warning before issuing; manageRecord fixes it)
  *   in place  nothing to renew: re-drive a failed extension operation, confirm azureml-fe serves the certificate
- *   obtain    reuse a stored version never rolled out, or a new certificate from the source, validated, stored
+ *   obtain    the version in place again when its rollout failed, a stored version never rolled out, or a new
+ *             certificate from the source, validated, stored
  *   roll out  point the extension's sslSecret at it and wait for the operation
  *   verify    the FQDN resolves to azureml-fe; azureml-fe serves the new serial over TLS 1.2
  *   prune     only after both checks pass
@@ -21,7 +22,7 @@ import { inspectTarget } from "./inspect.js";
 import { obtainVersion } from "./obtain.js";
 import { pruneVersions } from "./prune.js";
 import { certificateFacts, RunRecorder } from "./recorder.js";
-import { redriveFailedExtension, rollOut } from "./rollout.js";
+import { confirmRolledOut, redriveFailedExtension, rollOut } from "./rollout.js";
 import { precheckDns } from "./verify-dns.js";
 import { verifyInPlace, verifyRollout } from "./verify-rollout.js";
 
@@ -44,10 +45,11 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
     const dns = await run.stage("preflight", () => precheckDns(deps, s, inspection.expected));
     run.emit("dns-checked", { ok: dns.ok, problems: dns.problems });
 
-    if (!inspection.decision.renew) {
+    if (!inspection.decision.renew && !inspection.pendingRollout) {
       const redriven = await run.stage("extension", () => redriveFailedExtension(deps, s, inspection, signal));
       if (redriven) run.emit("rolled-out", redriven);
       await verifyInPlace(run, deps, s, inspection, dns.ok, redriven?.changed ?? false, signal);
+      await confirmRolledOut(deps, s, inspection);
       return await run.succeeded(false);
     }
 

@@ -73,16 +73,21 @@ export async function rollOut(deps: RenewDeps, s: RenewSettings, inspection: Ins
 
 /**
  * Nothing to renew, but an extension whose last operation Failed or was Canceled is updated again, pointing at the
- * certificate in place; a pending version in place is then marked rolled out.
+ * certificate in place (which was rolled out before: a pending one is rolled out as a version instead).
  */
 export async function redriveFailedExtension(deps: RenewDeps, s: RenewSettings, inspection: Inspection, signal?: AbortSignal): Promise<{ secret: string; changed: boolean } | undefined> {
   const state = inspection.extension.provisioningState ?? "";
   if (!/^(failed|canceled)$/i.test(state)) return undefined;
   const secretName = inspection.currentSecretName!;
-  const log = deps.logger.child({ fqdn: s.fqdn });
-  log.warn({ stage: "extension", provisioningState: state }, "the extension's last operation did not succeed; updating it again");
+  deps.logger.warn({ stage: "extension", fqdn: s.fqdn, provisioningState: state }, "the extension's last operation did not succeed; updating it again");
   const { changed } = await deps.extension.updateSettings(pointAt(s, secretName), signal);
-  const held = inspection.current;
-  if (held && rolloutOf(held).state === "pending") await recordRollout(deps, log, held, { state: "done", failures: rolloutOf(held).failures });
   return { secret: secretName, changed };
+}
+
+/** The version in place is proven served: one still annotated pending (its wait timed out, or a run crashed before it
+ * wrote the annotation, and ARM completed the operation) is marked rolled out, so it is never reused or re-driven. */
+export async function confirmRolledOut(deps: RenewDeps, s: RenewSettings, inspection: Inspection): Promise<void> {
+  const held = inspection.current;
+  if (!held || rolloutOf(held).state !== "pending") return;
+  await recordRollout(deps, deps.logger.child({ fqdn: s.fqdn }), held, { state: "done", failures: rolloutOf(held).failures });
 }

@@ -99,9 +99,11 @@ function seedUnmanaged(w: FakeWorld, name: string, leaf: TestLeaf): void {
   w.kube.seedSecret({ name, data: { "cert.pem": leaf.chainPem, "key.pem": leaf.keyPem } });
 }
 
-/** The extension points at `name` (as after an earlier rollout). */
+/** The extension points at `name` (as after an earlier rollout, which amlcert recorded on the version). */
 function pointExtensionAt(w: FakeWorld, name: string): void {
   Object.assign(w.extension.state.configurationSettings, { sslSecret: name, "scoringFe.sslSecret": name, sslCname: FQDN });
+  const held = w.kube.secrets.get(name);
+  if (held?.annotations[ANNOTATION.rollout] === "pending") held.annotations[ANNOTATION.rollout] = "done";
 }
 
 /** Nothing outside our own TXT values was written: no secret write or delete, no extension PATCH, no A upsert. */
@@ -184,8 +186,8 @@ describe("renewTarget: when the certificate in place is up to date", () => {
 
     expect(r).toMatchObject({ action: "none", servingOk: true });
     expect(w.extension.patches).toEqual([{ sslSecret: "azureml-tls-current", "scoringFe.sslSecret": "azureml-tls-current", sslCname: FQDN }]);
-    // the certificate is not rewritten; only its rollout state is recorded once the extension took it
-    expect(w.kube.writes.map((x) => [x.name, x.annotations[ANNOTATION.rollout]])).toEqual([["azureml-tls-current", "done"]]);
+    // the certificate was rolled out before (annotated done): nothing about it is rewritten
+    expect(w.kube.writes).toEqual([]);
     expect(secretContent(w, "azureml-tls-current")?.cert).toBe(freshCert.chainPem);
     expect(w.acme.requests).toEqual([]);
   });
@@ -1233,5 +1235,69 @@ describe("renewTarget: the outcome and the events of each path", () => {
     expect(r).toMatchObject({ action: "skipped", reason: "Stopped", storedSecret: newName });
     // not marked as a failed rollout: the operation's result is unknown and the next run reads the extension again
     expect(w.kube.secrets.get(newName)?.annotations).toMatchObject({ [ANNOTATION.rollout]: "pending", [ANNOTATION.rolloutFailures]: "0" });
+  });
+});
+
+describe("renewTarget: a version whose rollout failed, named by the extension (ARM keeps the new settings after a failed operation)", () => {
+  /** the state a failed rollout leaves: the extension names the new version, its operation Failed, azureml-fe serves the old one */
+  function afterFailedRollout(failures: number): { w: FakeWorld; name: string } {
+    const w = world();
+    seedManaged(w, "azureml-tls-old", dueCert);
+    pointExtensionAt(w, "azureml-tls-old");
+    const info = describeCert(new X509Certificate(issued.leafPem));
+    const name = versionedSecretName(BASE, info);
+    w.kube.seedSecret(secretFor(name, BASE, FQDN, [FQDN], issued.chainPem, issued.keyPem, info, { state: "pending", failures }));
+    Object.assign(w.extension.state.configurationSettings, { sslSecret: name, "scoringFe.sslSecret": name });
+    w.extension.state.provisioningState = "Failed";
+    w.tlsProbe.serials = [describeCert(new X509Certificate(dueCert.leafPem)).serialNumber, info.serialNumber];
+    return { w, name };
+  }
+
+  it("rolls the same version out again (no new order); when it takes, the run is renewed, the version is marked done and a Renewed event names it", async () => {
+    const { w, name } = afterFailedRollout(1);
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", reason: "UpToDate", secret: name, storedSecret: name, servingOk: true });
+    expect(w.acme.requests).toEqual([]);
+    expect(w.extension.patches).toEqual([{ sslSecret: name, "scoringFe.sslSecret": name, sslCname: FQDN }]);
+    expect(w.kube.secrets.get(name)?.annotations).toMatchObject({ [ANNOTATION.rollout]: "done", [ANNOTATION.rolloutFailures]: "1" });
+    expect(w.kube.events.map((e) => [e.secretName, e.reason])).toEqual([[name, "Renewed"]]);
+  });
+
+  it("when the extension keeps failing it, each run counts one more failed rollout; at the third the next run orders a new certificate", async () => {
+    const { w, name } = afterFailedRollout(1);
+    w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "E40007 INVALID_SSL_SETTING");
+
+    const second = await renewTarget(w.deps, settings());
+    expect(second).toMatchObject({ action: "failed", error: { code: "EXTENSION_LRO_FAILED", exitCode: 3 } });
+    expect(w.kube.secrets.get(name)?.annotations[ANNOTATION.rolloutFailures]).toBe("2");
+    const third = await renewTarget(w.deps, settings());
+    expect(third.error?.code).toBe("EXTENSION_LRO_FAILED");
+    expect(w.kube.secrets.get(name)?.annotations[ANNOTATION.rolloutFailures]).toBe("3");
+    expect(w.acme.requests).toEqual([]);
+
+    w.extension.failUpdate = undefined;
+    const fresh = await makeLeaf(intermediate, [FQDN], at(-HOUR / 2), at(days(90)));
+    caIssues(w, fresh);
+    w.tlsProbe.serials = undefined;
+    const fourth = await renewTarget(w.deps, settings());
+
+    expect(fourth).toMatchObject({ action: "renewed", reason: "RolloutRejected", serial: describeCert(new X509Certificate(fresh.leafPem)).serialNumber });
+    expect(w.acme.requests).toHaveLength(1);
+    expect(w.extension.settings.sslSecret).not.toBe(name);
+    expect(w.extension.settings.sslSecret).toBe(fourth.secret);
+  });
+
+  it("when ARM completed the operation after all (state Succeeded), the version is proven served and marked done, with no new rollout", async () => {
+    const { w, name } = afterFailedRollout(1);
+    w.extension.state.provisioningState = "Succeeded";
+    w.tlsProbe.serials = [describeCert(new X509Certificate(issued.leafPem)).serialNumber];
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "none", secret: name, servingOk: true });
+    expect(w.extension.patches).toEqual([]);
+    expect(w.kube.secrets.get(name)?.annotations).toMatchObject({ [ANNOTATION.rollout]: "done", [ANNOTATION.rolloutFailures]: "1" });
   });
 });
