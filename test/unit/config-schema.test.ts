@@ -161,6 +161,17 @@ describe("names: fqdn and sans", () => {
     expect(t.sans).toEqual([]);
   });
 
+  it("sans given as one string instead of a list is reported once, as not a list", () => {
+    expect(withTarget({ sans: "api.contoso.test" }).problems).toEqual(["targets[0].sans: Invalid input: expected array, received string"]);
+  });
+
+  it("a '*.' inside a name does not move it into the zone", () => {
+    expect(withTarget({ sans: ["con*.toso.test"] }).problems).toEqual([
+      `targets[0].sans[0]: ${FQDN_MESSAGE}`,
+      "targets[0].sans[0]: is not inside dnsZone.zone contoso.test or a challengeZones zone",
+    ]);
+  });
+
   it("a malformed SAN or challenge zone entry is reported, not a crash", () => {
     expect(withTarget({ sans: [5] }).problems).toEqual(["targets[0].sans[0]: Invalid input: expected string, received number"]);
     expect(withTarget({ challengeZones: [null] }).problems).toEqual(["targets[0].challengeZones[0]: Invalid input: expected object, received null"]);
@@ -388,6 +399,33 @@ describe("daemon, metrics, history, log", () => {
 });
 
 describe("the whole schema", () => {
+  it("the checks amlcert adds are zod custom issues, each at the path of its field", () => {
+    const issues = (input: unknown) => {
+      const r = configSchema.safeParse(input);
+      return r.success ? [] : r.error.issues.map((i) => [i.code, i.path.join(".")]);
+    };
+    expect(
+      issues({
+        acme: { directory: "zerossl" },
+        dns: { propagationTimeout: "soon" },
+        renewal: { renewBefore: "later" },
+        daemon: { schedule: "61 * * * *" },
+        targets: [target({ sans: ["api.other.test"] }), target({ fqdn: "ml.contoso.test", secretName: "other-tls" }), target({ fqdn: "x.elsewhere.test", secretName: "x-tls", extension: extension("aks3") })],
+      }),
+    ).toEqual([
+      ["custom", "dns.propagationTimeout"],
+      ["custom", "renewal.renewBefore"],
+      ["custom", "daemon.schedule"],
+      ["custom", "targets.0.sans.0"],
+      ["custom", "targets.1.fqdn"],
+      ["custom", "targets.1.extension"],
+      ["custom", "targets.2.fqdn"],
+      ["custom", "acme.eab"],
+    ]);
+    expect(issues({ acme: { directory: "ftp://x" }, targets: [target()] })).toEqual([["custom", "acme.directory"]]);
+  });
+
+
   it("parses the minimal config to these defaults", () => {
     const parsed = configSchema.parse({ targets: [target()] });
     expect({ ...parsed, targets: undefined }).toEqual({

@@ -129,10 +129,13 @@ describe("logger: scrubbing of every logged string", () => {
     const { logger, lines } = capture();
     const loop: Record<string, unknown> = { name: "loop" };
     loop.self = loop;
-    logger.info({ loop }, "circular");
+    const ring: unknown[] = ["ring"];
+    ring.push(ring);
+    logger.info({ loop, ring }, "circular");
     const [line] = lines();
     expect(line!.msg).toBe("circular");
     expect((line!.loop as Record<string, unknown>).name).toBe("loop");
+    expect((line!.ring as unknown[])[0]).toBe("ring");
   });
 
   it("when a private key or a JWT hides inside a message, its format arguments or an error, it is scrubbed", () => {

@@ -99,6 +99,13 @@ describe("planRenewal", () => {
     expect(planRenewal({ stored: stored(leaf.chainPem, sec1Key(leaf.keyPem)), names, now: at(1) })).toMatchObject({ renew: false, reason: "UpToDate", currentSound: true });
   });
 
+  it("a pair in place with an unencrypted non-PKCS#8 key is still sound when it is due, forced or expired", () => {
+    const sec1 = stored(leaf.chainPem, sec1Key(leaf.keyPem));
+    expect(planRenewal({ stored: sec1, names, now: at(60) })).toMatchObject({ reason: "InRenewalWindow", currentSound: true });
+    expect(planRenewal({ stored: sec1, names, now: at(1), force: true })).toMatchObject({ reason: "Forced", currentSound: true });
+    expect(planRenewal({ stored: sec1, names, now: at(91) })).toMatchObject({ reason: "Expired", currentSound: true });
+  });
+
   it("a forced renewal of a sound pair keeps it marked sound; a broken pair is not", () => {
     expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(1), force: true })).toMatchObject({ reason: "Forced", currentSound: true });
     expect(planRenewal({ stored: stored(leaf.chainPem, other.keyPem), names, now: at(1), force: true })).toMatchObject({ reason: "Forced", currentSound: false });
