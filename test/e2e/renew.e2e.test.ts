@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { X509Certificate } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { startHarness, type CliRun, type Harness } from "../harness/harness.js";
 import { findDef } from "../servers/kube-resources.js";
@@ -52,14 +52,26 @@ async function expectPreviousStillServed(h: Harness, before: { secret: string; s
   expect(txtLeft(h)).toEqual([]);
 }
 
+const DAY = 86_400_000;
+/** Not due: issued a day ago, valid 90 days (renewal is due at 2/3 of the lifetime, day 60). */
+const notDue = () => ({ notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 89 * DAY) });
+/** Inside its renewal window: a 90-day certificate with 61 days gone, 29 left. */
+const inWindow = () => ({ notBefore: new Date(Date.now() - 61 * DAY), notAfter: new Date(Date.now() + 29 * DAY) });
+
+/**
+ * One harness for speed; every test starts from the stand-ins as the harness started them (h.reset() in beforeEach)
+ * and seeds the certificate, secrets and extension state it needs, so each passes alone and in any order.
+ */
 describe("amlcert renew against Pebble and the stand-ins", () => {
   let h: Harness;
   let config: string;
-  let first: Record<string, unknown>;
 
   beforeAll(async () => {
     h = await startHarness({ pebbleEnv: { PEBBLE_AUTHZREUSE: "0" } });
     config = h.writeConfig();
+  });
+  beforeEach(async () => {
+    await h.reset();
   });
   afterAll(async () => {
     await h?.stop();
@@ -76,29 +88,36 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
   });
 
   it("first issuance: stores a versioned secret, points the extension at it, and azureml-fe serves it", async () => {
+    const armBefore = h.arm.requests.length;
     const run = await h.runCli(["renew", "--config", config]);
     expect(run.code, run.stderr).toBe(0);
-    first = result(run);
+    const first = result(run);
     expect(first).toMatchObject({ fqdn: FQDN, action: "renewed", reason: "SecretMissing", extensionUpdated: true, dnsOk: true, servingOk: true });
     expect(first.secret).toMatch(/^aml-tls-\d{8}-[0-9a-f]{8}$/);
     const ext = extensionOf(h);
     expect(ext.configurationSettings).toMatchObject({ sslSecret: first.secret, "scoringFe.sslSecret": first.secret, sslCname: FQDN });
     // protected settings are never sent, so the relay secret survives
     expect(ext.protectedSettings["relay.connectionString"]).toContain("SharedAccessKey");
-    expect(h.arm.requests.filter((r) => r.method === "PATCH").map((r) => Object.keys((r.body as { properties: object }).properties))).toEqual([["configurationSettings"]]);
+    const patches = h.arm.requests.slice(armBefore).filter((r) => r.method === "PATCH");
+    expect(patches.map((r) => Object.keys((r.body as { properties: object }).properties))).toEqual([["configurationSettings"]]);
     expect(h.clusters[0]!.fe.servedSerial()).toBe(first.serial);
     expect(txtLeft(h)).toEqual([]);
   });
 
   it("authenticates with workload identity: a federated token exchanged at Entra ID, named in the log", async () => {
-    expect(h.entra.tokenRequests.some((t) => t.credentialKind === "assertion" && t.status === 200)).toBe(true);
+    const tokensBefore = h.entra.tokenRequests.length;
     const run = await h.runCli(["plan", "--config", config]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(h.entra.tokenRequests.slice(tokensBefore).some((t) => t.credentialKind === "assertion" && t.status === 200)).toBe(true);
     expect(run.stderr).toMatch(/workload-identity/);
   });
 
   it("the stored secret reads back through kubectl, and openssl confirms the key matches the certificate and the SANs", async () => {
+    const run = await h.runCli(["renew", "--config", config]);
+    expect(run.code, run.stderr).toBe(0);
+    const stored = result(run);
     const get = async (key: string) =>
-      Buffer.from(await kubectl(h.kubeconfig, "get", "secret", String(first.secret), "-n", "azureml", "-o", `jsonpath={.data.${key.replace(".", "\\.")}}`), "base64").toString("utf8");
+      Buffer.from(await kubectl(h.kubeconfig, "get", "secret", String(stored.secret), "-n", "azureml", "-o", `jsonpath={.data.${key.replace(".", "\\.")}}`), "base64").toString("utf8");
     const cert = await get("cert.pem");
     const key = await get("key.pem");
     expect(key).toMatch(/^-----BEGIN PRIVATE KEY-----/);
@@ -114,51 +133,54 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
     // leaf first, then Pebble's intermediate, which signs it
     expect(execFileSync("openssl", ["crl2pkcs7", "-nocrl", "-certfile", certFile], { encoding: "utf8" })).toContain("PKCS7");
     expect((cert.match(/BEGIN CERTIFICATE/g) ?? []).length).toBeGreaterThanOrEqual(2);
-    const labels = JSON.parse(await kubectl(h.kubeconfig, "get", "secret", String(first.secret), "-n", "azureml", "-o", "json")) as {
+    const labels = JSON.parse(await kubectl(h.kubeconfig, "get", "secret", String(stored.secret), "-n", "azureml", "-o", "json")) as {
       type: string;
       metadata: { labels: Record<string, string>; annotations: Record<string, string> };
     };
     expect(labels.type).toBe("Opaque");
     expect(labels.metadata.labels["app.kubernetes.io/managed-by"]).toBe("amlcert");
-    expect(labels.metadata.annotations).toMatchObject({ "amlcert.io/fqdn": FQDN, "amlcert.io/serial": first.serial });
+    expect(labels.metadata.annotations).toMatchObject({ "amlcert.io/fqdn": FQDN, "amlcert.io/serial": stored.serial });
     expect(labels.metadata.annotations["amlcert.io/sha256-fingerprint"]).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
   });
 
-  it("a second run changes nothing and exits 0", async () => {
+  it("when the certificate in place is not due, a run changes nothing and exits 0", async () => {
+    const inPlace = await h.seedCertificateInPlace(notDue());
     const armBefore = h.arm.requests.length;
     const run = await h.runCli(["renew", "--config", config]);
     expect(run.code, run.stderr).toBe(0);
-    expect(result(run)).toMatchObject({ action: "none", reason: "UpToDate", serial: first.serial, secret: first.secret, extensionUpdated: false, servingOk: true });
+    expect(result(run)).toMatchObject({ action: "none", reason: "UpToDate", serial: inPlace.serial, secret: inPlace.secret, extensionUpdated: false, servingOk: true });
     expect(h.arm.requests.slice(armBefore).filter((r) => r.method !== "GET")).toEqual([]);
   });
 
   it("inside the renewal window it renews, rolls out, and keeps the previous version", async () => {
-    // Pebble certificates live ~5 years here; renewBefore just under the lifetime puts this one in its window now.
-    const leaf = new X509Certificate(h.clusters[0]!.kube.getSecret("azureml", String(first.secret))!["cert.pem"]!);
-    const lifetimeSeconds = (Date.parse(leaf.validTo) - Date.parse(leaf.validFrom)) / 1000;
-    const windowConfig = h.writeConfig({ renewal: { renewBefore: `${Math.floor(lifetimeSeconds) - 2}s` } }, "window.yaml");
-    await new Promise((r) => setTimeout(r, 2500)); // let the current certificate age past notBefore + 2 s
-    const run = await h.runCli(["renew", "--config", windowConfig]);
+    // 61 of 90 days gone: past the default renewal time (2/3 of the lifetime)
+    const inPlace = await h.seedCertificateInPlace(inWindow());
+    const run = await h.runCli(["renew", "--config", config]);
     expect(run.code, run.stderr).toBe(0);
     const r = result(run);
     expect(r).toMatchObject({ action: "renewed", reason: "InRenewalWindow", servingOk: true, extensionUpdated: true });
-    expect(r.serial).not.toBe(first.serial);
-    expect(h.clusters[0]!.kube.getSecret("azureml", String(first.secret))).toBeDefined(); // previous kept
-    first = r;
+    expect(r.serial).not.toBe(inPlace.serial);
+    expect(extensionOf(h).configurationSettings.sslSecret).toBe(r.secret);
+    expect(h.clusters[0]!.fe.servedSerial()).toBe(r.serial);
+    expect(h.clusters[0]!.kube.getSecret("azureml", inPlace.secret)).toBeDefined(); // previous kept
   });
 
-  it("--force renews a certificate that is not due, and prunes versions beyond keepPrevious", async () => {
+  it("with --force it renews a certificate that is not due, and prunes versions beyond keepPrevious", async () => {
+    // an older version rolled out before the one in place: keepPrevious (1) keeps only the one in place
+    const older = h.seedSecret(await h.makeCertificate({ notBefore: new Date(Date.now() - 31 * DAY), notAfter: new Date(Date.now() + 59 * DAY) }));
+    const inPlace = await h.seedCertificateInPlace(notDue());
     const run = await h.runCli(["renew", "--config", config, "--force"]);
     expect(run.code, run.stderr).toBe(0);
     const r = result(run);
     expect(r).toMatchObject({ action: "renewed", reason: "Forced", servingOk: true });
     expect(h.clusters[0]!.fe.servedSerial()).toBe(r.serial);
     const versions = JSON.parse(await kubectl(h.kubeconfig, "get", "secrets", "-n", "azureml", "-l", "amlcert.io/secret-base=aml-tls", "-o", "json")) as { items: { metadata: { name: string } }[] };
-    expect(versions.items.map((i) => i.metadata.name).sort()).toEqual([String(first.secret), String(r.secret)].sort());
-    first = r;
+    expect(versions.items.map((i) => i.metadata.name).sort()).toEqual([inPlace.secret, String(r.secret)].sort());
+    expect(h.clusters[0]!.kube.getSecret("azureml", older)).toBeUndefined();
   });
 
   it("extra SANs (including a wildcard under the FQDN) are issued in one order and covered by the new certificate", async () => {
+    await h.seedCertificateInPlace({ ...notDue(), names: [FQDN] });
     const sansConfig = h.writeConfig({ targets: [{ ...(readTarget(config) as object), sans: ["api.contoso.test", "*.ml.contoso.test"] }] }, "sans.yaml");
     const run = await h.runCli(["renew", "--config", sansConfig]);
     expect(run.code, run.stderr).toBe(0);
@@ -170,13 +192,15 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
     expect(san).toContain("DNS:*.ml.contoso.test");
     expect(san).toContain(`DNS:${FQDN}`);
     expect(txtLeft(h)).toEqual([]);
-    first = r;
   });
 
   describe("failures up to the extension update leave the previous certificate in place and served", () => {
     let before: { secret: string; serial: string };
-    beforeAll(() => {
-      before = { secret: String(first.secret), serial: String(first.serial) };
+    beforeEach(async () => {
+      // a certificate in place and served; an account key stored (so faults on secret writes meet the certificate's store, not the account's)
+      const inPlace = await h.seedCertificateInPlace(notDue());
+      before = { secret: inPlace.secret, serial: inPlace.serial };
+      h.seedAccountKey();
     });
 
     it("Azure DNS 403 on TXT write: exit 3, stage dns-challenge, names the action and the role", async () => {
@@ -252,13 +276,14 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
       expect(h.clusters[0]!.kube.getSecretObject("azureml", pending)?.metadata.annotations).toMatchObject({ "amlcert.io/rollout": "pending", "amlcert.io/rollout-failures": "1" });
       expect(extensionOf(h).provisioningState).toBe("Failed");
 
-      // next scheduled run: nothing is due, but the extension's last operation failed, so it is run again with the
-      // secret the extension names (this ARM stand-in keeps the settings of a failed operation) and verified
+      // next scheduled run: ARM keeps the settings of a failed operation, so the extension names the new version,
+      // still pending; that version is rolled out again (not taken for one in place), verified, and reported renewed
       const named = extensionOf(h).configurationSettings.sslSecret;
+      expect(named).toBe(pending);
       const patchesBefore = h.arm.requests.filter((r) => r.method === "PATCH").length;
       const next = await h.runCli(["renew", "--config", config]);
       expect(next.code, next.stderr).toBe(0);
-      expect(result(next)).toMatchObject({ action: "none", secret: named, servingOk: true });
+      expect(result(next)).toMatchObject({ action: "renewed", secret: named, extensionUpdated: true, servingOk: true });
       expect(h.arm.requests.filter((r) => r.method === "PATCH").length).toBe(patchesBefore + 1);
       expect(extensionOf(h).provisioningState).toBe("Succeeded");
       expect(h.clusters[0]!.fe.servedSerial()).toBe(result(next).serial);
@@ -267,6 +292,10 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
   });
 
   describe("failures in the checks after rollout keep the new certificate stored and do not prune", () => {
+    beforeEach(async () => {
+      await h.seedCertificateInPlace(notDue());
+    });
+
     it("the FQDN resolves elsewhere: a warning before issuing, then exit 4 at verify-dns", async () => {
       const zone = h.zones.zoneFor(FQDN)!;
       h.zones.putRecordSet(zone, "A", "ml", { ttl: 300, addresses: ["127.0.0.9"] });
@@ -334,18 +363,59 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
   });
 });
 
+/**
+ * From now on the name servers serve no DNS change until `release()`: changes wait in the zone store (an endless
+ * propagation delay), then reach the wire all at once. What the zones hold now is served first.
+ */
+function holdPropagation(h: Harness): { release(): void } {
+  h.zones.lookup(FQDN, "SOA"); // a lookup puts every change made so far on the wire
+  h.zones.propagationDelayMs = Infinity;
+  return {
+    release: () => {
+      h.zones.propagationDelayMs = 0;
+    },
+  };
+}
+
+/**
+ * Release held changes once the run has written a TXT value at ARM and then asked the name servers for TXT `name`
+ * (so that question was surely answered without the value). Polls the stand-ins' request logs, bounded; `done`
+ * resolves true once released, false when stopped first.
+ */
+function releaseAfterAskedFor(h: Harness, held: { release(): void }, name: string): { done: Promise<boolean>; stop(): void } {
+  let stopped = false;
+  const done = (async () => {
+    const deadline = Date.now() + 60_000;
+    let mark: number | undefined;
+    while (!stopped && Date.now() < deadline) {
+      if (mark === undefined && h.arm.requests.some((r) => r.method === "PUT" && r.path.includes("/TXT/"))) mark = h.dns.queries.length;
+      if (mark !== undefined && h.dns.queries.slice(mark).some((q) => q.name === name && q.type === "TXT")) {
+        held.release();
+        return true;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return false;
+  })();
+  return { done, stop: () => (stopped = true) };
+}
+
 function readTarget(configPath: string): unknown {
   return (parseYaml(readFileSync(configPath, "utf8")) as { targets: unknown[] }).targets[0];
 }
 
 describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => {
   it("follows a CNAME on _acme-challenge into a delegated validation zone, and waits for slow name servers by polling them", async () => {
-    // Azure DNS's name servers serve a write 1.5 s after ARM accepted it; amlcert must poll, not sleep a fixed time.
-    const h = await startHarness({ extraZones: ["acme-validation.test"], pebbleEnv: { PEBBLE_AUTHZREUSE: "0" }, propagationDelayMs: 1500 });
+    const h = await startHarness({ extraZones: ["acme-validation.test"], pebbleEnv: { PEBBLE_AUTHZREUSE: "0" } });
     try {
       const zone = h.zones.zoneFor(FQDN)!;
       h.zones.putRecordSet(zone, "CNAME", "_acme-challenge.ml", { ttl: 300, cname: "ml.acme-validation.test" });
-      const run = await h.runCli(["renew", "--config", h.writeConfig()]);
+      // Azure DNS's name servers lag behind ARM: here they serve the TXT value only once amlcert has asked for it
+      // after writing it and been told nothing. amlcert must poll again, not give up or sleep a fixed time.
+      const held = holdPropagation(h);
+      const released = releaseAfterAskedFor(h, held, "ml.acme-validation.test");
+      const run = await h.runCli(["renew", "--config", h.writeConfig()]).finally(() => released.stop());
+      expect(await released.done).toBe(true);
       expect(run.code, run.stderr).toBe(0);
       expect(result(run)).toMatchObject({ action: "renewed", servingOk: true });
       const txtWrites = h.arm.requests.filter((r) => r.method === "PUT" && r.path.includes("/TXT/"));
@@ -403,9 +473,10 @@ describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => 
   });
 
   it("on SIGTERM while waiting for DNS propagation: removes its TXT value, releases the Lease, exits 143, writes nothing", async () => {
-    // the name servers lag a minute behind ARM, so the run is surely waiting when the signal comes
-    const h = await startHarness({ propagationDelayMs: 60_000 });
+    const h = await startHarness();
     try {
+      // the name servers never serve the TXT value, so the run is surely waiting when the signal comes
+      holdPropagation(h);
       const config = h.writeConfig({ dns: { propagationTimeout: "5m" } }, "slow.yaml");
       let signalled = false;
       const run = await h.runCli(["renew", "--config", config], {

@@ -5,15 +5,23 @@
  * an amlcert config, and runs the built CLI as a child process exactly as a user would.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { createPrivateKey, generateKeyPairSync, webcrypto, X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import * as x509 from "@peculiar/x509";
 import { stringify } from "yaml";
+import { inspectPair } from "../../src/certs/certificate.js";
+import { ACCOUNT_KEY_DATA_KEY } from "../../src/acme/account-key-store.js";
+import { LABEL_MANAGED_BY, LABEL_SECRET_BASE, MANAGED_BY, secretFor, versionedSecretName } from "../../src/renewal/certificate-version.js";
+import { pkcs8Pem } from "../support/certs.js";
 import { ZoneStore } from "../servers/zone-store.js";
 import { startDnsServer, type DnsServer } from "../servers/dns-server.js";
 import { startEntraServer, type EntraServer } from "../servers/entra-server.js";
 import { startArmServer, type ArmServer, type ClusterType, type ExtensionRef } from "../servers/arm-server.js";
+import type { ExtensionSeed } from "../servers/arm-extensions.js";
 import { startKubeServer, type KubeServer } from "../servers/kube-server.js";
 import { startAzuremlFe, type AzuremlFe } from "../servers/azureml-fe.js";
 import { startPebble, type Pebble } from "../servers/pebble.js";
@@ -98,6 +106,39 @@ export interface SpawnedCli {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number>;
 }
 
+/** A certificate made for a test (see Harness.makeCertificate). */
+export interface MadeCertificate {
+  /** the leaf, then Pebble's intermediate that signed it */
+  chainPem: string;
+  /** unencrypted PKCS#8, as amlcert writes keys */
+  keyPem: string;
+  /** upper-case hex, as amlcert reports serials */
+  serial: string;
+  names: string[];
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface MakeCertificateOptions {
+  /** default: the cluster's FQDN, then its SANs */
+  names?: string[];
+  notBefore: Date;
+  notAfter: Date;
+  /** whose names are the default (index into clusters; default 0) */
+  cluster?: number;
+}
+
+export interface SeedSecretOptions {
+  cluster?: number;
+  /** the config's `secretName` (default "aml-tls"): the base of the version's name and its label */
+  base?: string;
+  /** default: `<base>-<yyyymmdd of notBefore>-<last 8 hex of the serial>`, the name amlcert gives a version */
+  name?: string;
+  /** the rollout bookkeeping: "done" for a version the extension was pointed at (default), "pending" for one it never was */
+  rollout?: "pending" | "done";
+  rolloutFailures?: number;
+}
+
 export interface Harness {
   dir: string;
   pki: TestPki;
@@ -117,6 +158,42 @@ export interface Harness {
   runCli(args: string[], opts?: CliOptions): Promise<CliRun>;
   /** start the built CLI and return at once (for `amlcert daemon`); the harness's stop() kills it if still running */
   spawnCli(args: string[], opts?: { env?: Record<string, string> }): SpawnedCli;
+  /**
+   * A certificate for `names`, valid from notBefore to notAfter (in the past or the future, as the case needs), with an
+   * ECDSA P-256 key, signed by this Pebble's own intermediate: it chains to the roots the TLS check trusts, exactly as
+   * a certificate an earlier run obtained from this CA would, so a test can put one in place (already due, nearly
+   * expired, not due) without issuing it or waiting for time to pass.
+   */
+  makeCertificate(opts: MakeCertificateOptions): Promise<MadeCertificate>;
+  /** Store `cert` in the cluster's `azureml` namespace as amlcert stores a version (name, labels, annotations); returns the secret's name. */
+  seedSecret(cert: MadeCertificate, opts?: SeedSecretOptions): string;
+  /**
+   * The cluster's extension as the harness installed it, but naming `sslSecret` (sslSecret, scoringFe.sslSecret and
+   * sslCname, as amlcert sets them) when given, in `provisioningState` (default Succeeded); azureml-fe then reloads.
+   */
+  seedExtension(opts?: { cluster?: number; sslSecret?: string; provisioningState?: string }): Promise<void>;
+  /**
+   * A certificate in place: made (makeCertificate), stored as a rolled-out version (seedSecret), named by the
+   * extension and served by azureml-fe (checked). Returns the secret's name and the certificate's serial.
+   */
+  seedCertificateInPlace(opts: MakeCertificateOptions & Omit<SeedSecretOptions, "cluster" | "rollout">): Promise<{ secret: string; serial: string; cert: MadeCertificate }>;
+  /**
+   * A new ACME account key (ECDSA P-256) in secret `secretName` of cluster 0 (where writeConfig keeps it), as a first
+   * run saves it: the next run finds a stored key, which the CA does not know yet, and registers it. A test whose
+   * faults hit secret writes uses this, so that the run gets past the account to the stage under test.
+   */
+  seedAccountKey(secretName?: string): void;
+  /**
+   * Put the stand-ins back as the harness started them, so a test does not depend on what earlier tests left. In each
+   * cluster: no certificate versions (secrets labelled amlcert.io/secret-base; the initialSecret is put back), no
+   * history ConfigMap, Lease or Events in `azureml`, no faults; the extension as installed; azureml-fe unfrozen and
+   * reloaded (like the real one, it keeps serving its last certificate when the extension names none). At ARM: no
+   * faults, deny rules, role assignments or latency, extension operations settled and their outcome as at start. In
+   * DNS: the record sets as at start (the FQDNs' A records; a TXT value or CNAME a test wrote is gone), the start's
+   * propagation delay, no dropped or failed queries. Kept: the ACME account key secrets, Pebble's state (accounts,
+   * authorizations) and every request log (tests compare against a mark they take).
+   */
+  reset(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -167,6 +244,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
 
     const specs = opts.clusters ?? [{ name: "aks-ml", fqdn: `ml.${zone}` }];
     const clusters: Cluster[] = [];
+    const extensionSeeds: ExtensionSeed[] = [];
     for (const spec of specs) {
       const kube = await startKubeServer({ pki, rbacFile: join(ROOT, "deploy/rbac.yaml") });
       stops.push(() => kube.close());
@@ -184,7 +262,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         ...(spec.initialSecret ? { sslSecret: spec.initialSecret.name, "scoringFe.sslSecret": spec.initialSecret.name, sslCname: spec.fqdn } : {}),
         ...spec.settings,
       };
-      arm.addExtension({ ...extension, configurationSettings: settings, protectedSettings: spec.protectedSettings ?? { "relay.connectionString": "Endpoint=sb://relay.test/;SharedAccessKey=x" } });
+      const extensionSeed: ExtensionSeed = { ...extension, configurationSettings: settings, protectedSettings: spec.protectedSettings ?? { "relay.connectionString": "Endpoint=sb://relay.test/;SharedAccessKey=x" } };
+      extensionSeeds.push(extensionSeed);
+      arm.addExtension(extensionSeed);
       if (spec.initialSecret) {
         kube.putSecret("azureml", spec.initialSecret.name, { "cert.pem": spec.initialSecret.certPem, "key.pem": spec.initialSecret.keyPem });
       }
@@ -365,11 +445,191 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       return { child, stdout: () => stdout, stderr: () => stderr, exited, waitForStderr, stop: stopChild };
     };
 
-    return { dir, pki, zones, zone, dns, entra, arm, pebble, clusters, kubeconfig, pebbleRootsFile, writeConfig, cliEnv, runCli, spawnCli, stop };
+    // --- seeding and reset: each test sets up the state it needs instead of inheriting an earlier test's ---
+
+    let issuer: Promise<PebbleIssuer> | undefined;
+    const makeCertificate = async (o: MakeCertificateOptions): Promise<MadeCertificate> => {
+      const spec = clusters[o.cluster ?? 0]!.spec;
+      const names = o.names ?? [spec.fqdn, ...(spec.sans ?? [])];
+      const ca = await (issuer ??= pebbleIssuer(pebble.managementUrl, pki.caPem));
+      return makeLeafFrom(ca, names, o.notBefore, o.notAfter);
+    };
+
+    const seedSecret = (cert: MadeCertificate, o: SeedSecretOptions = {}): string => {
+      const c = clusters[o.cluster ?? 0]!;
+      const base = o.base ?? "aml-tls";
+      const inspected = inspectPair(cert.chainPem, cert.keyPem, cert.names);
+      if (!inspected.leaf || inspected.problems.length > 0) throw new Error(`seedSecret: the certificate is not a sound pair: ${JSON.stringify(inspected.problems)}`);
+      const name = o.name ?? versionedSecretName(base, inspected.leaf);
+      const write = secretFor(
+        { name, base, fqdn: c.spec.fqdn, names: cert.names, chainPem: cert.chainPem, keyPem: cert.keyPem, leaf: inspected.leaf },
+        { state: o.rollout ?? "done", failures: o.rolloutFailures ?? 0 },
+      );
+      c.kube.putSecret("azureml", name, write.data, { labels: write.labels, annotations: write.annotations });
+      return name;
+    };
+
+    const seedExtension = async (o: { cluster?: number; sslSecret?: string; provisioningState?: string } = {}) => {
+      const i = o.cluster ?? 0;
+      const c = clusters[i]!;
+      const seed = extensionSeeds[i]!;
+      const named: Record<string, string> = o.sslSecret === undefined ? {} : { sslSecret: o.sslSecret, "scoringFe.sslSecret": o.sslSecret, sslCname: c.spec.fqdn };
+      arm.addExtension({ ...seed, configurationSettings: { ...seed.configurationSettings, ...named }, provisioningState: o.provisioningState ?? "Succeeded" });
+      await c.fe.reload();
+    };
+
+    const seedCertificateInPlace = async (o: MakeCertificateOptions & Omit<SeedSecretOptions, "cluster" | "rollout">) => {
+      const i = o.cluster ?? 0;
+      const cert = await makeCertificate(o);
+      const secret = seedSecret(cert, { cluster: i, base: o.base, name: o.name, rollout: "done", rolloutFailures: o.rolloutFailures });
+      await seedExtension({ cluster: i, sslSecret: secret });
+      const fe = clusters[i]!.fe;
+      if (fe.servedSerial() !== cert.serial) throw new Error(`seedCertificateInPlace: azureml-fe serves ${fe.servedSerial() ?? "nothing"}, not ${cert.serial} (${fe.lastReloadError() ?? "no reload error"})`);
+      return { secret, serial: cert.serial, cert };
+    };
+
+    const seedAccountKey = (secretName = "amlcert-acme-account") => {
+      const pem = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+      clusters[0]!.kube.putSecret("azureml", secretName, { [ACCOUNT_KEY_DATA_KEY]: pem }, { labels: { [LABEL_MANAGED_BY]: MANAGED_BY } });
+    };
+
+    // what reset() puts back
+    const initialRecordSets = zones.allZones().map((z) => ({ zone: z, sets: zones.listRecordSets(z).map((r) => structuredClone(r)) }));
+    const initialPropagationDelayMs = zones.propagationDelayMs;
+    const initialLro = structuredClone(arm.lro);
+    const initialProtectedSettingsView = arm.protectedSettingsView;
+
+    const reset = async () => {
+      arm.faults.clear();
+      arm.clearAuthorization();
+      arm.latencyMs = 0;
+      arm.beforeHandle = undefined;
+      arm.protectedSettingsView = initialProtectedSettingsView;
+      arm.lro = structuredClone(initialLro);
+      await arm.settleOperations();
+      dns.dropNextQueries(0);
+      dns.failNextQueries(0);
+      zones.propagationDelayMs = initialPropagationDelayMs;
+      for (const { zone: z, sets } of initialRecordSets) {
+        for (const r of zones.listRecordSets(z)) {
+          if (!sets.some((s) => s.type === r.type && s.name === r.name)) zones.deleteRecordSet(z, r.type, r.name);
+        }
+        for (const initial of sets) {
+          const current = zones.getRecordSet(z, initial.type, initial.name);
+          if (current !== undefined && JSON.stringify({ ...current, etag: "" }) === JSON.stringify({ ...initial, etag: "" })) continue;
+          const { name, type, etag: _etag, ...data } = initial;
+          zones.putRecordSet(z, type, name, data);
+        }
+      }
+      for (const [i, c] of clusters.entries()) {
+        const kube = c.kube;
+        kube.faults.clear();
+        for (const o of kube.store.all("secrets", "azureml")) {
+          if (o.metadata.labels?.[LABEL_SECRET_BASE] !== undefined) kube.deleteObject("v1", "Secret", "azureml", o.metadata.name!);
+        }
+        if (c.spec.initialSecret) {
+          kube.putSecret("azureml", c.spec.initialSecret.name, { "cert.pem": c.spec.initialSecret.certPem, "key.pem": c.spec.initialSecret.keyPem });
+        }
+        kube.deleteObject("v1", "ConfigMap", "azureml", "amlcert-history");
+        kube.deleteObject("coordination.k8s.io/v1", "Lease", "azureml", "amlcert");
+        for (const e of kube.listEvents("azureml")) kube.deleteObject("v1", "Event", "azureml", e.metadata.name!);
+        c.fe.unfreeze();
+        await seedExtension({ cluster: i, sslSecret: c.spec.initialSecret?.name });
+      }
+    };
+
+    return {
+      dir,
+      pki,
+      zones,
+      zone,
+      dns,
+      entra,
+      arm,
+      pebble,
+      clusters,
+      kubeconfig,
+      pebbleRootsFile,
+      writeConfig,
+      cliEnv,
+      runCli,
+      spawnCli,
+      makeCertificate,
+      seedSecret,
+      seedExtension,
+      seedCertificateInPlace,
+      seedAccountKey,
+      reset,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+interface PebbleIssuer {
+  cert: x509.X509Certificate;
+  pem: string;
+  key: webcrypto.CryptoKey;
+}
+
+/** GET a PEM from Pebble's management API (it serves the test PKI's server certificate). */
+function managementGet(url: string, caPem: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpsGet(url, { ca: caPem, timeout: 10_000 }, (res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => (body += d.toString()));
+      res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`Pebble management GET ${url} answered ${res.statusCode}: ${body}`))));
+    });
+    req.on("timeout", () => req.destroy(new Error(`Pebble management GET ${url}: no answer within 10 s`)));
+    req.on("error", reject);
+  });
+}
+
+/** Pebble's intermediate (the one that signs its leaves) and its key, from the management API. */
+async function pebbleIssuer(managementUrl: string, caPem: string): Promise<PebbleIssuer> {
+  const [pem, keyPem] = await Promise.all([managementGet(`${managementUrl}/intermediates/0`, caPem), managementGet(`${managementUrl}/intermediate-keys/0`, caPem)]);
+  const key = createPrivateKey(keyPem);
+  if (key.asymmetricKeyType !== "rsa") throw new Error(`Pebble's intermediate key is ${key.asymmetricKeyType}; makeCertificate signs with RSA only`);
+  const der = key.export({ format: "der", type: "pkcs8" });
+  const signingKey = await webcrypto.subtle.importKey("pkcs8", der, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, false, ["sign"]);
+  return { cert: new x509.X509Certificate(pem), pem: pem.endsWith("\n") ? pem : `${pem}\n`, key: signingKey };
+}
+
+/** A leaf for `names` from notBefore to notAfter, with a fresh ECDSA P-256 key, signed by `ca`. */
+async function makeLeafFrom(ca: PebbleIssuer, names: string[], notBefore: Date, notAfter: Date): Promise<MadeCertificate> {
+  const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  const issuerKeyId = ca.cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
+  // @peculiar/x509 is typed against the DOM's WebCrypto; Node's is the same API
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const k = (key: webcrypto.CryptoKey) => key as any;
+  const cert = await x509.X509CertificateGenerator.create({
+    subject: `CN=${names[0]}`,
+    issuer: ca.cert.subject,
+    publicKey: k(keys.publicKey),
+    signingKey: k(ca.key),
+    notBefore,
+    notAfter,
+    signingAlgorithm: { name: "RSASSA-PKCS1-v1_5" },
+    extensions: [
+      new x509.BasicConstraintsExtension(false),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(names.map((n) => ({ type: "dns" as const, value: n }))),
+      await x509.SubjectKeyIdentifierExtension.create(k(keys.publicKey)),
+      ...(issuerKeyId ? [new x509.AuthorityKeyIdentifierExtension(issuerKeyId)] : []),
+    ],
+  });
+  const leafPem = cert.toString("pem") + "\n";
+  return {
+    chainPem: leafPem + ca.pem,
+    keyPem: await pkcs8Pem(keys.privateKey),
+    serial: new X509Certificate(leafPem).serialNumber.toUpperCase(),
+    names,
+    notBefore,
+    notAfter,
+  };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
