@@ -251,6 +251,26 @@ describe("failures", () => {
   });
 });
 
+describe("long TXT values (split by ARM into strings of at most 255 characters)", () => {
+  test("a value stored as several strings is recognised whole: adding it again writes nothing, removing it removes it", async () => {
+    const long = "x".repeat(255) + "y".repeat(45);
+    fx.zones.putRecordSet(zoneRecord(), "TXT", "_acme-challenge", { ttl: 60, txt: [["x".repeat(255), "y".repeat(45)], ["other"]] });
+    const z = dnsZone();
+    await z.addTxtValue(`_acme-challenge.${ZONE}`, long, 60);
+    expect(statuses()).toEqual(["GET 200"]);
+    await z.removeTxtValue(`_acme-challenge.${ZONE}`, long);
+    expect(txtValues("_acme-challenge")).toEqual(["other"]);
+  });
+});
+
+describe("requests are observed", () => {
+  test("every ARM response is reported to the request observer under system arm", async () => {
+    const seen: string[] = [];
+    await dnsZone({ requests: (system, status) => seen.push(`${system} ${status}`) }).nameServers();
+    expect(seen).toEqual(["arm 200"]);
+  });
+});
+
 describe("removing a TXT value is conditional on the ETag that was read", () => {
   test("when another writer adds a value between our read and our delete of the last value, the delete gets 412 and their value survives", async () => {
     const z = dnsZone();
@@ -339,6 +359,14 @@ describe("the A record", () => {
     expect(fx.zones.getRecordSet(zoneRecord(), "A", "ml")?.addresses).toEqual(["10.0.0.4"]);
     expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.9"], 600)).toBe("updated");
     expect(fx.zones.getRecordSet(zoneRecord(), "A", "ml")?.addresses).toEqual(["10.0.0.9"]);
+  });
+
+  test("an existing set is compared whatever the order ARM keeps its addresses in, and one different address of two is an update", async () => {
+    fx.zones.putRecordSet(zoneRecord(), "A", "ml", { ttl: 300, addresses: ["10.0.0.5", "10.0.0.4"] });
+    const z = dnsZone();
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.4", "10.0.0.5"], 300)).toBe("unchanged");
+    expect(await z.upsertA(`ml.${ZONE}`, ["10.0.0.4", "10.0.0.6"], 300)).toBe("updated");
+    expect(fx.zones.getRecordSet(zoneRecord(), "A", "ml")?.addresses).toEqual(["10.0.0.4", "10.0.0.6"]);
   });
 
   test("a stale extra address beside the right one is an update, not unchanged", async () => {
