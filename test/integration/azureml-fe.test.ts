@@ -122,12 +122,18 @@ describe("azureml-fe stand-in and the TLS probe", () => {
   });
 
   it("when pods roll slowly (reloadDelayMs), the old certificate is still served right after reload and the new one later", async () => {
-    await start({ reloadDelayMs: 400 });
+    // pods that take longer to roll than this test runs: the old certificate is served after reload, however slow the probe
+    await start({ reloadDelayMs: 600_000 });
     secret = second;
-
     await fe!.reload();
     expect((await probe()).serialNumber).toBe(serialOf(first.certPem));
+    expect(fe!.servedSerial()).toBe(serialOf(first.certPem));
+    await fe!.close(); // also cancels the pending roll
 
+    // pods that roll in 50 ms: the new certificate is served once they have (polled, bounded)
+    await start({ reloadDelayMs: 50 });
+    secret = second;
+    await fe!.reload();
     await eventually(async () => (await probe()).serialNumber === serialOf(second.certPem), "the new certificate to be served");
   });
 

@@ -7,9 +7,10 @@ import { createDnsLookup, DnsLookupError } from "../../src/dns-check/dns-lookup.
 import { authoritativeServers } from "../../src/dns-check/name-servers.js";
 import { waitForTxt, waitForTxtGone } from "../../src/dns-check/propagation.js";
 import { AmlcertError } from "../../src/errors.js";
-import { systemClock, type DnsZone } from "../../src/ports.js";
+import type { DnsZone } from "../../src/ports.js";
 import { startDnsServer, type DnsServer } from "../servers/dns-server.js";
 import { ZoneStore, type Zone } from "../servers/zone-store.js";
+import { VirtualClock } from "../support/virtual-clock.js";
 
 const silent = { debug: () => {}, info: () => {} };
 
@@ -19,14 +20,18 @@ function fakeZone(zone: string, nameServers: string[]): DnsZone {
 }
 
 describe("DNS lookup adapter and propagation check, over real DNS", () => {
-  const storeA = new ZoneStore();
-  const storeB = new ZoneStore();
+  // The stores' propagation delays and the propagation wait run on one virtual clock that moves only when the wait
+  // sleeps: a record is served once the wait has slept past its delay, never because real time passed.
+  const clock = new VirtualClock(new Date("2025-03-01T12:00:00Z"));
+  const storeA = new ZoneStore({ now: () => clock.now().getTime() });
+  const storeB = new ZoneStore({ now: () => clock.now().getTime() });
   let a: DnsServer;
   let b: DnsServer;
   let zoneA: Zone;
   let zoneB: Zone;
   let otherA: Zone;
-  const lookup = createDnsLookup({ timeoutMs: 300, tries: 2 });
+  // servers that answer are given ample time: no test depends on an answer arriving before a short real timeout
+  const lookup = createDnsLookup({ timeoutMs: 5_000, tries: 2 });
 
   /** Write the same record set to both servers' stores. */
   function putBoth(type: "TXT" | "A" | "AAAA" | "CNAME", rel: string, data: Parameters<ZoneStore["putRecordSet"]>[3]) {
@@ -96,7 +101,8 @@ describe("DNS lookup adapter and propagation check, over real DNS", () => {
 
     it("when a server does not answer at all, throws a DnsLookupError (timeout) naming that server", async () => {
       a.dropNextQueries(1000);
-      const err = await lookup.txt("both.example.com", [a.address]).catch((e: unknown) => e);
+      // the server never answers, so a short timeout is safe here
+      const err = await createDnsLookup({ timeoutMs: 300, tries: 2 }).txt("both.example.com", [a.address]).catch((e: unknown) => e);
       expect(err).toMatchObject({ name: "DnsLookupError", code: "ETIMEOUT", server: a.address });
     });
 
@@ -106,7 +112,9 @@ describe("DNS lookup adapter and propagation check, over real DNS", () => {
 
     it("when a single lost packet is retried, the answer still arrives", async () => {
       a.dropNextQueries(1);
-      expect((await lookup.txt("both.example.com", [a.address])).sort()).toEqual(["shared", "split-in-two"]);
+      // the first try waits out its timeout; the retries that follow are answered, with a second or more each to spare
+      const retrying = createDnsLookup({ timeoutMs: 1_000, tries: 3 });
+      expect((await retrying.txt("both.example.com", [a.address])).sort()).toEqual(["shared", "split-in-two"]);
       expect(a.queries.some((q) => q.dropped)).toBe(true);
     });
   });
@@ -137,7 +145,7 @@ describe("DNS lookup adapter and propagation check, over real DNS", () => {
     });
 
     it("when the chain is longer than the bound, throws CNAME_CHAIN_TOO_LONG", async () => {
-      const short = createDnsLookup({ timeoutMs: 300, tries: 2, maxCnameHops: 1 });
+      const short = createDnsLookup({ timeoutMs: 5_000, tries: 2, maxCnameHops: 1 });
       await expect(short.resolve("endpoint.example.com", [a.address])).rejects.toMatchObject({ code: "CNAME_CHAIN_TOO_LONG" });
     });
   });
@@ -194,19 +202,21 @@ describe("DNS lookup adapter and propagation check, over real DNS", () => {
       putBoth("TXT", "_acme-challenge.delayed", { ttl: 60, txt: [[value]] });
       const servers = [a.address, b.address];
       expect(await lookup.txt("_acme-challenge.delayed.example.com", servers)).toEqual([]);
-      const result = await waitForTxt({ lookup, name: "_acme-challenge.delayed.example.com", value, servers, timeoutMs: 10_000, intervalMs: 50, clock: systemClock, logger: silent });
-      expect(result.attempts).toBeGreaterThan(1);
+      // checks at 0, 50, ..., 300 ms of the clock: served at the seventh
+      const result = await waitForTxt({ lookup, name: "_acme-challenge.delayed.example.com", value, servers, timeoutMs: 10_000, intervalMs: 50, clock, logger: silent });
+      expect(result).toEqual({ attempts: 7, elapsedMs: 300 });
       expect(await lookup.txt("_acme-challenge.delayed.example.com", servers)).toEqual([value]);
 
       storeA.deleteRecordSet(zoneA, "TXT", "_acme-challenge.delayed");
       storeB.deleteRecordSet(zoneB, "TXT", "_acme-challenge.delayed");
       expect(await lookup.txt("_acme-challenge.delayed.example.com", servers)).toEqual([value]);
-      await waitForTxtGone({ lookup, name: "_acme-challenge.delayed.example.com", value, servers, timeoutMs: 10_000, intervalMs: 50, clock: systemClock, logger: silent });
+      const gone = await waitForTxtGone({ lookup, name: "_acme-challenge.delayed.example.com", value, servers, timeoutMs: 10_000, intervalMs: 50, clock, logger: silent });
+      expect(gone).toEqual({ attempts: 7, elapsedMs: 300 });
       expect(await lookup.txt("_acme-challenge.delayed.example.com", servers)).toEqual([]);
     });
 
     it("when one server never serves the value, waitForTxt times out naming that server and not the other", async () => {
-      const err = await waitForTxt({ lookup, name: "lagging.example.com", value: "new", servers: [a.address, b.address], timeoutMs: 300, intervalMs: 50, clock: systemClock, logger: silent }).catch((e: unknown) => e);
+      const err = await waitForTxt({ lookup, name: "lagging.example.com", value: "new", servers: [a.address, b.address], timeoutMs: 300, intervalMs: 50, clock, logger: silent }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(AmlcertError);
       expect(err).toMatchObject({ code: "DNS_PROPAGATION_TIMEOUT", stage: "propagation" });
       const message = (err as Error).message;
@@ -214,6 +224,8 @@ describe("DNS lookup adapter and propagation check, over real DNS", () => {
       expect(message).toContain(`: ${b.address}`);
       expect(message).not.toContain(a.address);
       expect(message).toContain("1 of 2");
+      // checks at 0, 50, ..., 300 ms of the clock
+      expect((err as AmlcertError).details).toMatchObject({ attempts: 7, timeoutMs: 300 });
     });
   });
 });

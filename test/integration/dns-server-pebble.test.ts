@@ -13,10 +13,10 @@ import acme from "acme-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDnsLookup } from "../../src/dns-check/dns-lookup.js";
 import { waitForTxt } from "../../src/dns-check/propagation.js";
-import { systemClock } from "../../src/ports.js";
 import { startDnsServer, type DnsServer } from "../servers/dns-server.js";
 import { createTestPki, type TestPki } from "../servers/pki.js";
 import { ZoneStore } from "../servers/zone-store.js";
+import { VirtualClock } from "../support/virtual-clock.js";
 
 const PEBBLE = "/usr/bin/pebble";
 
@@ -50,7 +50,10 @@ async function waitForHttps(url: string, ca: string, timeoutMs: number, output: 
 }
 
 describe("Pebble validates DNS-01 through the DNS stand-in", () => {
-  const store = new ZoneStore();
+  // the store's propagation delay and amlcert's wait run on one virtual clock that moves only when the wait sleeps:
+  // the value reaches the wire because the wait slept past the delay, never because real time passed
+  const clock = new VirtualClock(new Date("2025-03-01T12:00:00Z"));
+  const store = new ZoneStore({ now: () => clock.now().getTime() });
   const example = store.addZone("sub", "rg", "example.com");
   const validation = store.addZone("sub", "rg", "validation.example.net");
   let dns: DnsServer;
@@ -106,7 +109,7 @@ describe("Pebble validates DNS-01 through the DNS stand-in", () => {
   it("when the challenge name is a CNAME into another zone and the TXT value propagates late, Pebble issues the certificate", async () => {
     store.propagationDelayMs = 300;
     store.putRecordSet(example, "CNAME", "_acme-challenge.www", { ttl: 60, cname: "www.validation.example.net" });
-    const lookup = createDnsLookup({ timeoutMs: 500, tries: 2 });
+    const lookup = createDnsLookup({ timeoutMs: 5_000, tries: 2 });
     const presented: string[] = [];
     const client = new acme.Client({ directoryUrl, accountKey: await acme.crypto.createPrivateEcdsaKey() });
     const [, csr] = await acme.crypto.createCsr({ commonName: "www.example.com", altNames: ["www.example.com"] }, await acme.crypto.createPrivateEcdsaKey());
@@ -121,16 +124,17 @@ describe("Pebble validates DNS-01 through the DNS stand-in", () => {
         presented.push(keyAuthorization);
         store.putRecordSet(validation, "TXT", "www", { ttl: 60, txt: [[keyAuthorization]] });
         expect(await lookup.txt("www.validation.example.net", [dns.address])).toEqual([]); // not on the wire yet
-        await waitForTxt({
+        const waited = await waitForTxt({
           lookup,
           name: "www.validation.example.net",
           value: keyAuthorization,
           servers: [dns.address],
           timeoutMs: 10_000,
           intervalMs: 50,
-          clock: systemClock,
+          clock,
           logger: { debug: () => {}, info: () => {} },
         });
+        expect(waited).toEqual({ attempts: 7, elapsedMs: 300 }); // checks at 0, 50, ..., 300 ms of the clock
       },
       challengeRemoveFn: async () => {
         store.deleteRecordSet(validation, "TXT", "www");

@@ -305,6 +305,11 @@ describe("Kubernetes API server stand-in, driven by kubectl", () => {
               const ev = JSON.parse(buf.slice(0, nl));
               buf = buf.slice(nl + 1);
               events.push({ type: ev.type, name: ev.object.metadata.name });
+              if (events.length === 1) {
+                // the first event has come, so the server is subscribed: these two travel as live events
+                kube.putSecret("azureml", "watched", { a: "2" });
+                kube.deleteObject("v1", "Secret", "azureml", "watched");
+              }
               if (events.length === 3) {
                 req.destroy();
                 resolve();
@@ -316,11 +321,8 @@ describe("Kubernetes API server stand-in, driven by kubectl", () => {
       );
       req.on("error", (e) => (events.length === 3 ? resolve() : reject(e)));
       req.end();
-      setTimeout(() => {
-        kube.putSecret("azureml", "watched", { a: "1" });
-        kube.putSecret("azureml", "watched", { a: "2" });
-        kube.deleteObject("v1", "Secret", "azureml", "watched");
-      }, 200);
+      // made after the resourceVersion in the URL was read: the watch delivers it whether it starts before or after
+      kube.putSecret("azureml", "watched", { a: "1" });
     });
     await done;
     expect(events).toEqual([
