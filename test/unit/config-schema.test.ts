@@ -367,6 +367,24 @@ describe("daemon, metrics, history, log", () => {
     expect(withTarget({}, { daemon: { schedule: "61 * * * *" } }).problems).toEqual([`daemon.schedule: "61 * * * *" is not a cron expression (${problem}); e.g. "0 */6 * * *"`]);
   });
 
+  it("the daemon's listen address is host:port or [ipv6]:port, trimmed; the port is required", () => {
+    for (const [given, kept] of [
+      ["127.0.0.1:9464", "127.0.0.1:9464"],
+      [" 0.0.0.0:8080 ", "0.0.0.0:8080"],
+      ["[::1]:9464", "[::1]:9464"],
+      ["localhost:1", "localhost:1"],
+    ]) {
+      expect(withTarget({}, { daemon: { listen: given } }).config?.daemon.listen).toBe(kept);
+    }
+    for (const bad of ["127.0.0.1", "[::1]", "::1", "localhost:99999", "localhost:0", ":9464", "a b:9464", "host:94x"]) {
+      expect(withTarget({}, { daemon: { listen: bad } }).problems).toEqual(["daemon.listen: must be host:port or [ipv6]:port (the port is required)"]);
+    }
+  });
+
+  it("name servers and resolvers are trimmed", () => {
+    expect(withTarget({}, { dns: { nameServers: [" 127.0.0.1:53 "], resolvers: [" [::1]:5353 "] } }).config?.dns).toMatchObject({ nameServers: ["127.0.0.1:53"], resolvers: ["[::1]:5353"] });
+  });
+
   it("the Pushgateway is an http:// or https:// URL", () => {
     for (const ok of ["http://127.0.0.1:9091", "https://push.example"]) expect(withTarget({}, { metrics: { pushgateway: ok } }).config?.metrics.pushgateway).toBe(ok);
     for (const bad of ["ftp://push.example", "xhttp://push.example", "httpx://push.example"]) {
