@@ -43,12 +43,15 @@ describe("scrub", () => {
     expect(scrub(`before ${KEY}after`)).toBe("before [REDACTED PRIVATE KEY]\nafter");
     expect(scrub("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI\n-----END EC PRIVATE KEY-----")).toBe("[REDACTED PRIVATE KEY]");
     expect(scrub("-----BEGIN RSA PRIVATE KEY-----\nMIIEow... cut here")).toBe("[REDACTED PRIVATE KEY]");
+    // a labelled key ends at its own END line: the text after it stays
+    expect(scrub("a -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI\n-----END EC PRIVATE KEY----- b")).toBe("a [REDACTED PRIVATE KEY] b");
   });
 
   it("replaces a JWT and a bearer token (any case), keeping the word Bearer", () => {
     expect(scrub(`token ${JWT} refused`)).toBe("token [REDACTED TOKEN] refused");
     expect(scrub(`Authorization: Bearer ${OPAQUE}`)).toBe("Authorization: Bearer [REDACTED]");
     expect(scrub(`authorization: bearer ${OPAQUE}`)).toBe("authorization: bearer [REDACTED]");
+    expect(scrub(`Bearer \t ${OPAQUE}`)).toBe("Bearer [REDACTED]");
   });
 
   it("leaves ordinary text alone, including a certificate and short words after Bearer", () => {
