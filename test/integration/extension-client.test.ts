@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
@@ -288,6 +289,14 @@ describe("updateSettings: deadline, cancellation and logs", () => {
     await extensionClient({ clock }).updateSettings(NEW_SETTINGS);
     expect(clock.sleeps).toHaveLength(1);
     expect(clock.sleeps[0]!.signal?.aborted).toBe(true);
+  });
+
+  test("an update leaves no listener on the run's signal behind, whether it succeeds or fails", async () => {
+    const run = new AbortController();
+    await extensionClient().updateSettings(NEW_SETTINGS, run.signal);
+    fx.arm.faults.add({ method: "PATCH", status: 403, code: "AuthorizationFailed", message: "Forbidden.", times: Infinity });
+    await amlcertFailure(extensionClient().updateSettings({ sslSecret: "other" }, run.signal));
+    expect(getEventListeners(run.signal, "abort")).toEqual([]);
   });
 
   test("when the run's signal is already aborted, nothing is sent and the signal's reason is thrown", async () => {
