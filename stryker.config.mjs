@@ -17,6 +17,11 @@ export const groups = {
   logger: { mutate: ["src/observability/logger.ts"], testFiles: ["test/unit/logger.test.ts"] },
   "azure-dns": { mutate: ["src/azure-dns/azure-dns-zone.ts"], testFiles: ["test/integration/azure-dns-zone.test.ts"] },
   extension: { mutate: ["src/extension/extension-client.ts"], testFiles: ["test/integration/extension-client.test.ts"] },
+  // the use case's rollout, reuse and prune logic, and the DNS check it decides on
+  renewal: {
+    mutate: ["src/renewal/policies.ts", "src/renewal/rollout.ts", "src/renewal/prune.ts", "src/renewal/obtain.ts", "src/renewal/verify-dns.ts", "src/renewal/certificate-version.ts"],
+    testFiles: ["test/unit/renew.test.ts", "test/unit/verify-dns.test.ts"],
+  },
   // the smoke run: renewalTime in plan.ts, a handful of mutants, unit tests only, no type checker
   smoke: { mutate: ["src/renewal/plan.ts:44-50"], testFiles: ["test/unit/plan.test.ts"] },
 };

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing with Stryker (stryker.config.mjs) over the modules where a bug costs a certificate or a secret.
 #
-#   scripts/mutation.sh                  every group (certs, config, logger, azure-dns, extension); each module must
+#   scripts/mutation.sh                  every group (certs, config, logger, azure-dns, extension, renewal); each module must
 #                                        score >= 85% (killed + timeout over all valid mutants), or this exits 1
 #   scripts/mutation.sh config logger    only these groups
 #   scripts/mutation.sh --smoke          a handful of mutants (renewalTime in src/renewal/plan.ts), unit tests only,
@@ -33,7 +33,7 @@ done
 if [ "$smoke" = 1 ]; then
   groups=(smoke)
 elif [ ${#groups[@]} -eq 0 ]; then
-  groups=(certs config logger azure-dns extension)
+  groups=(certs config logger azure-dns extension renewal)
 fi
 
 mkdir -p reports/mutation
