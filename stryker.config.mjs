@@ -20,7 +20,7 @@ export const groups = {
   // the use case's rollout, reuse and prune logic, and the DNS check it decides on
   renewal: {
     mutate: ["src/renewal/policies.ts", "src/renewal/rollout.ts", "src/renewal/prune.ts", "src/renewal/obtain.ts", "src/renewal/verify-dns.ts", "src/renewal/certificate-version.ts"],
-    testFiles: ["test/unit/renew.test.ts", "test/unit/verify-dns.test.ts", "test/unit/policies.test.ts", "test/unit/prune.test.ts", "test/unit/rollout.test.ts", "test/unit/obtain.test.ts"],
+    testFiles: ["test/unit/renew.test.ts", "test/unit/verify-dns.test.ts", "test/unit/policies.test.ts", "test/unit/prune.test.ts", "test/unit/rollout.test.ts", "test/unit/obtain.test.ts", "test/unit/certificate-version.test.ts"],
   },
   // the smoke run: renewalTime in plan.ts, a handful of mutants, unit tests only, no type checker
   smoke: { mutate: ["src/renewal/plan.ts:44-50"], testFiles: ["test/unit/plan.test.ts"] },

@@ -123,6 +123,15 @@ describe("rollOut: pointing the extension at a stored version", () => {
     expect(fields(40)).toEqual([{ fqdn: FQDN, stage: "extension", secret: BASE, msg: "extension update failed; previous certificate restored in the secret" }]);
   });
 
+  it("when a fixed-mode rollout fails with no previous certificate, the error is thrown and nothing is restored or annotated", async () => {
+    const { w, log } = world();
+    const failure = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "the operation failed");
+    w.extension.failUpdate = failure;
+    await expect(rollOut(w.deps, settings({ secretMode: "fixed" }), noInspection, version(BASE))).rejects.toBe(failure);
+    expect(w.kube.writes).toEqual([]);
+    expect(log.messages("warn")).toEqual([]);
+  });
+
   it("when the fixed secret changed since our write, the previous pair is not put back and the error says what the secret holds", async () => {
     const { w } = world();
     const prev = w.kube.seedSecret({ name: BASE, data: { "cert.pem": prevLeaf.chainPem, "key.pem": prevLeaf.keyPem } });
