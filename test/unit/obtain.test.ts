@@ -9,6 +9,7 @@ import { obtainVersion } from "../../src/renewal/obtain.js";
 import type { RunRecorder } from "../../src/renewal/recorder.js";
 import { days, makeLeaf, makeTestCa, type TestLeaf } from "../support/certs.js";
 import { makeDeps, recordingLogger } from "../support/fakes.js";
+import { renewSettings } from "../support/renew-settings.js";
 
 const T0 = new Date("2026-05-01T12:00:00Z");
 const at = (ms: number) => new Date(T0.getTime() + ms);
@@ -30,20 +31,8 @@ beforeAll(async () => {
   wrongNameShort = await makeLeaf(intermediate, ["www.contoso.test"], at(-HOUR), at(days(5)));
 });
 
-const settings = (over: Partial<RenewSettings> = {}): RenewSettings => ({
-  fqdn: FQDN,
-  names: [FQDN],
-  secretName: BASE,
-  secretMode: "versioned",
-  keepPrevious: 1,
-  force: false,
-  probe: { port: 443 },
-  manageRecord: false,
-  recordTtlSeconds: 300,
-  verifyTimeoutMs: 60_000,
-  verifyIntervalMs: 5_000,
-  ...over,
-});
+const settings = (over: Partial<RenewSettings> = {}): RenewSettings => renewSettings(FQDN, BASE, over);
+
 /** stages run as they are, without the recorder's events */
 const run = { stage: <T>(_stage: string, step: () => Promise<T>) => step() } as unknown as RunRecorder;
 const info = (leaf: TestLeaf) => describeCert(new X509Certificate(leaf.leafPem));

@@ -19,6 +19,7 @@ import {
 import { days, encryptKey, makeLeaf, makeTestCa, type TestIssuer, type TestLeaf } from "../support/certs.js";
 import { makeDeps, recordingLogger, type FakeWorld, type MakeDepsOptions } from "../support/fakes.js";
 import { failedRun } from "../support/assertions.js";
+import { renewSettings } from "../support/renew-settings.js";
 
 const T0 = new Date("2026-05-01T12:00:00Z");
 const at = (offsetMs: number) => new Date(T0.getTime() + offsetMs);
@@ -61,22 +62,7 @@ beforeAll(async () => {
   older = await makeLeaf(intermediate, [FQDN], at(-days(110)), at(-days(20)));
 });
 
-function settings(overrides: Partial<RenewSettings> = {}): RenewSettings {
-  return {
-    fqdn: FQDN,
-    names: [FQDN],
-    secretName: BASE,
-    secretMode: "versioned",
-    keepPrevious: 1,
-    force: false,
-    probe: { port: 443 },
-    manageRecord: false,
-    recordTtlSeconds: 300,
-    verifyTimeoutMs: 60_000,
-    verifyIntervalMs: 5_000,
-    ...overrides,
-  };
-}
+const settings = (overrides: Partial<RenewSettings> = {}): RenewSettings => renewSettings(FQDN, BASE, overrides);
 
 function world(opts: MakeDepsOptions = {}): FakeWorld {
   return makeDeps({ now: T0, fqdn: FQDN, zone: "contoso.test", ingressIp: INGRESS_IP, ...opts });
