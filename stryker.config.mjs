@@ -4,6 +4,8 @@
 // Each mutant runs only the tests that executed its code in the dry run (coverageAnalysis "perTest"), drawn from
 // its group's unit and integration files below: never the e2e suite, never the whole suite. The integration files start
 // the loopback ARM/Entra stand-ins and need NODE_EXTRA_CA_CERTS (scripts/mutation.sh sets it).
+import { readFileSync } from "node:fs";
+
 const smoke = process.env.AMLCERT_MUTATION_SMOKE === "1";
 const noCheck = process.env.AMLCERT_MUTATION_TYPECHECK === "0";
 
@@ -23,8 +25,22 @@ export const groups = {
     testFiles: ["test/unit/renew.test.ts", "test/unit/verify-dns.test.ts", "test/unit/policies.test.ts", "test/unit/prune.test.ts", "test/unit/rollout.test.ts", "test/unit/obtain.test.ts", "test/unit/certificate-version.test.ts"],
   },
   // the smoke run: renewalTime in plan.ts, a handful of mutants, unit tests only, no type checker
-  smoke: { mutate: ["src/renewal/plan.ts:44-50"], testFiles: ["test/unit/plan.test.ts"] },
+  smoke: {
+    get mutate() {
+      return [renewalTimeLines()];
+    },
+    testFiles: ["test/unit/plan.test.ts"],
+  },
 };
+
+/** The lines of renewalTime in src/renewal/plan.ts, found by name so that the smoke run follows edits around it. */
+function renewalTimeLines() {
+  const lines = readFileSync(new URL("./src/renewal/plan.ts", import.meta.url), "utf8").split("\n");
+  const start = lines.findIndex((l) => l.startsWith("export function renewalTime("));
+  const end = lines.findIndex((l, i) => i > start && l.startsWith("}"));
+  if (start < 0 || end < 0) throw new Error("stryker.config.mjs: renewalTime not found in src/renewal/plan.ts (the smoke run mutates it)");
+  return `src/renewal/plan.ts:${start + 1}-${end + 1}`;
+}
 
 /** The group this run mutates: AMLCERT_MUTATION_GROUP, or "smoke" when AMLCERT_MUTATION_SMOKE=1. */
 export const groupName = () => (process.env.AMLCERT_MUTATION_SMOKE === "1" ? "smoke" : (process.env.AMLCERT_MUTATION_GROUP ?? ""));
