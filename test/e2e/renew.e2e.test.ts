@@ -130,9 +130,18 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
     expect(fromKey).toBe(fromCert);
     const sans = execFileSync("openssl", ["x509", "-in", certFile, "-noout", "-ext", "subjectAltName"], { encoding: "utf8" });
     expect(sans).toContain(`DNS:${FQDN}`);
-    // leaf first, then Pebble's intermediate, which signs it
-    expect(execFileSync("openssl", ["crl2pkcs7", "-nocrl", "-certfile", certFile], { encoding: "utf8" })).toContain("PKCS7");
-    expect((cert.match(/BEGIN CERTIFICATE/g) ?? []).length).toBeGreaterThanOrEqual(2);
+    // leaf first, then Pebble's intermediate, which signs it: the leaf's issuer is the second certificate's subject,
+    // and openssl verifies the leaf's signature with the second certificate alone
+    const blocks = cert.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
+    expect(blocks).toHaveLength(2);
+    const leafFile = join(h.dir, "leaf.pem");
+    const intermediateFile = join(h.dir, "intermediate.pem");
+    writeFileSync(leafFile, blocks[0]!);
+    writeFileSync(intermediateFile, blocks[1]!);
+    const field = (file: string, what: "-issuer" | "-subject") => execFileSync("openssl", ["x509", "-in", file, "-noout", what, "-nameopt", "RFC2253"], { encoding: "utf8" }).replace(/^(issuer|subject)=/, "").trim();
+    expect(field(leafFile, "-issuer")).toBe(field(intermediateFile, "-subject"));
+    expect(field(intermediateFile, "-subject")).not.toBe(field(intermediateFile, "-issuer"));
+    expect(execFileSync("openssl", ["verify", "-partial_chain", "-CAfile", intermediateFile, leafFile], { encoding: "utf8" }).trim()).toBe(`${leafFile}: OK`);
     const labels = JSON.parse(await kubectl(h.kubeconfig, "get", "secret", String(stored.secret), "-n", "azureml", "-o", "json")) as {
       type: string;
       metadata: { labels: Record<string, string>; annotations: Record<string, string> };
