@@ -198,17 +198,25 @@ describe("updateSettings", () => {
     expect(updated.map((e) => e.configurationSettings.sslSecret)).toEqual(["azureml-tls-2025"]);
   });
 
+  /** An update whose operation never ends, given up once ARM accepted it (the deadline fired by hand, not raced). */
+  async function timedOutUpdate(): Promise<AmlcertError> {
+    fx.arm.lro.pollsBeforeDone = Number.POSITIVE_INFINITY;
+    const clock = new ManualClock();
+    const pending = extensionClient({ clock, lroTimeoutMs: 90_000, pollIntervalMs: 20 }).updateSettings(NEW_SETTINGS);
+    await until(() => fx.arm.requests.some((r) => r.method === "PATCH" && r.status === 202) && clock.sleeps.length === 1, "the PATCH to be accepted");
+    clock.sleeps[0]!.fire();
+    return amlcertFailure(pending);
+  }
+
   test("when the operation does not finish within lroTimeoutMs, the error is EXTENSION_TIMEOUT", async () => {
-    fx.arm.lro.pollsBeforeDone = 1_000_000;
-    const err = await amlcertFailure(extensionClient({ lroTimeoutMs: 300, pollIntervalMs: 20 }).updateSettings(NEW_SETTINGS));
+    const err = await timedOutUpdate();
     expect(err.code).toBe("EXTENSION_TIMEOUT");
     expect(err.details).toEqual({ extension: RESOURCE_ID, accepted: true });
     expect(fx.arm.getExtension(AKS)?.provisioningState).toBe("Updating");
   });
 
   test("when an update is already running, a second PATCH gets 409 and the error is AZURE_CONFLICT", async () => {
-    fx.arm.lro.pollsBeforeDone = 1_000_000;
-    await amlcertFailure(extensionClient({ lroTimeoutMs: 200, pollIntervalMs: 20 }).updateSettings(NEW_SETTINGS));
+    await timedOutUpdate();
     const err = await amlcertFailure(extensionClient().updateSettings({ sslSecret: "another" }));
     expect(err.code).toBe("AZURE_CONFLICT");
     expect(err.message).toBe(
