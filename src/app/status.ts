@@ -7,7 +7,7 @@ import type { TargetConfig } from "../config/schema.js";
 import type { Logger } from "../observability/logger.js";
 import { inspectTarget } from "../renewal/inspect.js";
 import { checkDns } from "../renewal/verify-dns.js";
-import { waitForServing } from "../renewal/verify-serving.js";
+import { servingHint, waitForServing } from "../renewal/verify-serving.js";
 import { outcomeError } from "../renewal/recorder.js";
 import type { TargetHistory } from "../history/history.js";
 import { statusLine, type StatusFacts, type StatusLine } from "./status-view.js";
@@ -25,7 +25,7 @@ async function factsOf(app: App, t: TargetConfig): Promise<StatusFacts> {
     const probeHost = settings.probe.host ?? i.expected[0];
     if (current && probeHost) {
       // one handshake: status reports what is served now, it does not wait for pods to roll
-      servingOk = await waitForServing(deps, { ...settings, verifyTimeoutMs: 0 }, probeHost, current.serialNumber, "").then(
+      servingOk = await waitForServing(deps, { ...settings, verifyTimeoutMs: 0 }, probeHost, current.serialNumber, servingHint(settings, false)).then(
         () => true,
         (err: unknown) => (problems.push(`TLS: ${(err as Error).message}`), false),
       );

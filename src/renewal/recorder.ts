@@ -120,6 +120,12 @@ export class RunRecorder {
     return this.finish(renewed ? "renewed" : "none");
   }
 
+  /** A run that ended by an error: stopped (SIGTERM, daemon stop) when `stop` aborted, failed otherwise. A stop is not
+   * a failed renewal: the history's failure count and the alerts must not move. */
+  interrupted(err: unknown, stop?: AbortSignal): Promise<TargetOutcome> {
+    return stop?.aborted ? this.skipped("Stopped") : this.failed(err);
+  }
+
   /** The error is logged here with its cause chain; the outcome carries its code, stage and message only. */
   failed(err: unknown): Promise<TargetOutcome> {
     const error = outcomeError(err, this.current);

@@ -36,7 +36,7 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
       if (!signal) return await run.skipped();
     }
   } catch (err) {
-    return stop?.aborted ? await run.skipped("Stopped") : await run.failed(err);
+    return await run.interrupted(err, stop);
   }
   try {
     const inspection = await run.stage("preflight", () => inspectTarget(deps, s));
@@ -61,8 +61,7 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
     await run.stage("prune", () => pruneVersions(deps, s, inspection, version.name));
     return await run.succeeded(true);
   } catch (err) {
-    // a stop (SIGTERM) is not a failed renewal: the history's failure count and the alerts must not move
-    return stop?.aborted ? await run.skipped("Stopped") : await run.failed(err);
+    return await run.interrupted(err, stop);
   } finally {
     await deps.lock?.release();
   }
