@@ -1,7 +1,6 @@
 /** The DnsZone contract against the fake (FakeZone) and against the real adapter on the ARM stand-in (one per file). */
 import { afterAll, beforeAll, describe } from "vitest";
-import { createAzureDnsZone } from "../../src/azure-dns/azure-dns-zone.js";
-import { DNS_RG, SUBSCRIPTION, ZONE, startAzureFixture, type AzureFixture } from "../integration/azure-fixture.js";
+import { DNS_RG, SUBSCRIPTION, ZONE, fixtureDnsZone, startAzureFixture, type AzureFixture } from "../integration/azure-fixture.js";
 import { FakeClock, FakeZone } from "../support/fakes.js";
 import { describeContract } from "./dns-zone.contract.js";
 
@@ -37,16 +36,7 @@ describe("on the ARM stand-in", () => {
   describeContract("azure-dns-zone.ts through @azure/arm-dns", async () => {
     const record = fx.zones.getZone(SUBSCRIPTION, DNS_RG, ZONE)!;
     for (const rs of fx.zones.listRecordSets(record)) fx.zones.deleteRecordSet(record, rs.type, rs.name);
-    const zone = createAzureDnsZone({
-      credential: fx.credential().credential,
-      endpoint: fx.cloud.resourceManagerEndpoint,
-      scope: fx.cloud.tokenScope,
-      subscriptionId: SUBSCRIPTION,
-      resourceGroup: DNS_RG,
-      zone: ZONE,
-      logger: fx.logger,
-      retry: { maxRetries: 2, retryDelayMs: 10, maxRetryDelayMs: 40 },
-    });
+    const zone = fixtureDnsZone(fx);
     return {
       zone,
       nameServers: NAME_SERVERS,

@@ -1,9 +1,8 @@
 /** The ExtensionClient contract against the fake (FakeExtension) and against the real adapter on the ARM stand-in. */
 import { afterAll, beforeAll, describe } from "vitest";
 import { AmlcertError } from "../../src/errors.js";
-import { createExtensionClient } from "../../src/extension/extension-client.js";
 import type { ExtensionRef } from "../servers/arm-server.js";
-import { SUBSCRIPTION, startAzureFixture, type AzureFixture } from "../integration/azure-fixture.js";
+import { SUBSCRIPTION, fixtureExtensionClient, startAzureFixture, type AzureFixture } from "../integration/azure-fixture.js";
 import { FakeExtension } from "../support/fakes.js";
 import { describeContract } from "./extension-client.contract.js";
 
@@ -41,20 +40,7 @@ describe("on the ARM stand-in", () => {
     fx.arm.lro.outcome = "Succeeded";
     fx.arm.lro.pollsBeforeDone = 1;
     fx.arm.protectedSettingsView = "keys";
-    const client = createExtensionClient({
-      credential: fx.credential().credential,
-      endpoint: fx.cloud.resourceManagerEndpoint,
-      scope: fx.cloud.tokenScope,
-      subscriptionId: SUBSCRIPTION,
-      resourceGroup: REF.resourceGroup,
-      clusterType: REF.clusterType,
-      clusterName: REF.clusterName,
-      extensionName: REF.name,
-      logger: fx.logger,
-      lroTimeoutMs: 30_000,
-      pollIntervalMs: 10,
-      retry: { maxRetries: 1, retryDelayMs: 10, maxRetryDelayMs: 20 },
-    });
+    const client = fixtureExtensionClient(fx, REF);
     return {
       client,
       failOperations: (e) => {

@@ -2,10 +2,10 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { DnsManagementClient } from "@azure/arm-dns";
-import { createAzureDnsZone, type AzureDnsZoneOptions } from "../../src/azure-dns/azure-dns-zone.js";
+import type { AzureDnsZoneOptions } from "../../src/azure-dns/azure-dns-zone.js";
 import { AmlcertError } from "../../src/errors.js";
 import type { DnsZone } from "../../src/ports.js";
-import { DNS_RG, SP, SUBSCRIPTION, ZONE, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
+import { DNS_RG, SP, SUBSCRIPTION, ZONE, fixtureDnsZone, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
 import { amlcertFailure } from "../support/assertions.js";
 
 const DNS_ROLE = join(import.meta.dirname, "../../deploy/azure/amlcert-dns-role.json");
@@ -30,17 +30,7 @@ afterEach(() => {
 });
 
 function dnsZone(overrides: Partial<AzureDnsZoneOptions> = {}): DnsZone {
-  return createAzureDnsZone({
-    credential: fx.credential().credential,
-    endpoint: fx.cloud.resourceManagerEndpoint,
-    scope: fx.cloud.tokenScope,
-    subscriptionId: SUBSCRIPTION,
-    resourceGroup: DNS_RG,
-    zone: ZONE,
-    logger: fx.logger,
-    retry: { maxRetries: 2, retryDelayMs: 10, maxRetryDelayMs: 40 },
-    ...overrides,
-  });
+  return fixtureDnsZone(fx, overrides);
 }
 
 const zoneRecord = () => fx.zones.getZone(SUBSCRIPTION, DNS_RG, ZONE)!;

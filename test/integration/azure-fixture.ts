@@ -14,6 +14,10 @@ import { startEntraServer, type EntraServer } from "../servers/entra-server.js";
 import type { TestPki } from "../servers/pki.js";
 import { trustedTestPki } from "../servers/trusted-pki.js";
 import { ZoneStore } from "../servers/zone-store.js";
+import type { ExtensionRef } from "../servers/arm-server.js";
+import { createAzureDnsZone, type AzureDnsZoneOptions } from "../../src/azure-dns/azure-dns-zone.js";
+import { createExtensionClient, type ExtensionClientOptions } from "../../src/extension/extension-client.js";
+import type { DnsZone, ExtensionClient } from "../../src/ports.js";
 
 export const TENANT = "72f988bf-0000-4000-8000-000000000001";
 export const SUBSCRIPTION = "00000000-1111-4222-8333-444444444444";
@@ -102,4 +106,38 @@ export async function startAzureFixture(): Promise<AzureFixture> {
     for (const stop of stops.reverse()) await stop();
     throw err;
   }
+}
+
+/** The Azure DNS adapter on the fixture's zone, through the real SDK, with short retries; `overrides` win. */
+export function fixtureDnsZone(fx: AzureFixture, overrides: Partial<AzureDnsZoneOptions> = {}): DnsZone {
+  return createAzureDnsZone({
+    credential: fx.credential().credential,
+    endpoint: fx.cloud.resourceManagerEndpoint,
+    scope: fx.cloud.tokenScope,
+    subscriptionId: SUBSCRIPTION,
+    resourceGroup: DNS_RG,
+    zone: ZONE,
+    logger: fx.logger,
+    retry: { maxRetries: 2, retryDelayMs: 10, maxRetryDelayMs: 40 },
+    ...overrides,
+  });
+}
+
+/** The extension adapter on the extension `ref` names, through the real SDK, fast polling; `overrides` win. */
+export function fixtureExtensionClient(fx: AzureFixture, ref: Omit<ExtensionRef, "subscriptionId">, overrides: Partial<ExtensionClientOptions> = {}): ExtensionClient {
+  return createExtensionClient({
+    credential: fx.credential().credential,
+    endpoint: fx.cloud.resourceManagerEndpoint,
+    scope: fx.cloud.tokenScope,
+    subscriptionId: SUBSCRIPTION,
+    resourceGroup: ref.resourceGroup,
+    clusterType: ref.clusterType,
+    clusterName: ref.clusterName,
+    extensionName: ref.name,
+    logger: fx.logger,
+    lroTimeoutMs: 30_000,
+    pollIntervalMs: 10,
+    retry: { maxRetries: 1, retryDelayMs: 10, maxRetryDelayMs: 20 },
+    ...overrides,
+  });
 }

@@ -4,10 +4,10 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { SourceControlConfigurationClient } from "@azure/arm-kubernetesconfiguration";
 import { AmlcertError } from "../../src/errors.js";
-import { createExtensionClient, type ExtensionClientOptions } from "../../src/extension/extension-client.js";
+import type { ExtensionClientOptions } from "../../src/extension/extension-client.js";
 import { abortReason, type Clock, type ExtensionClient, type RequestSystem } from "../../src/ports.js";
 import type { ExtensionRecord, ExtensionRef } from "../servers/arm-server.js";
-import { SP, SUBSCRIPTION, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
+import { SP, SUBSCRIPTION, fixtureExtensionClient, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
 import { amlcertFailure } from "../support/assertions.js";
 
 const EXTENSION_ROLE = join(import.meta.dirname, "../../deploy/azure/amlcert-extension-role.json");
@@ -96,21 +96,7 @@ afterEach(async () => {
 });
 
 function extensionClient(overrides: Partial<ExtensionClientOptions> = {}): ExtensionClient {
-  return createExtensionClient({
-    credential: fx.credential().credential,
-    endpoint: fx.cloud.resourceManagerEndpoint,
-    scope: fx.cloud.tokenScope,
-    subscriptionId: SUBSCRIPTION,
-    resourceGroup: ML_RG,
-    clusterType: "managedClusters",
-    clusterName: "aks-ml",
-    extensionName: "azureml",
-    logger: fx.logger,
-    lroTimeoutMs: 30_000,
-    pollIntervalMs: 10,
-    retry: { maxRetries: 1, retryDelayMs: 10, maxRetryDelayMs: 20 },
-    ...overrides,
-  });
+  return fixtureExtensionClient(fx, AKS, overrides);
 }
 
 

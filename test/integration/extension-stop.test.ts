@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, expect, test, vi } from "vitest";
-import { createExtensionClient } from "../../src/extension/extension-client.js";
 import type { ExtensionRef } from "../servers/arm-server.js";
-import { SUBSCRIPTION, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
+import { SUBSCRIPTION, fixtureExtensionClient, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
 
 const AKS: ExtensionRef = { subscriptionId: SUBSCRIPTION, resourceGroup: "rg-ml", clusterType: "managedClusters", clusterName: "aks-ml", name: "azureml" };
 
@@ -18,19 +17,7 @@ test("when the caller's signal aborts while the extension's operation runs, the 
   fx.arm.addExtension({ ...AKS, configurationSettings: { allowInsecureConnections: "False", sslSecret: "old" }, protectedSettings: {} });
   fx.arm.lro.outcome = "Succeeded";
   fx.arm.lro.pollsBeforeDone = 1_000_000;
-  const client = createExtensionClient({
-    credential: fx.credential().credential,
-    endpoint: fx.cloud.resourceManagerEndpoint,
-    scope: fx.cloud.tokenScope,
-    subscriptionId: SUBSCRIPTION,
-    resourceGroup: "rg-ml",
-    clusterType: "managedClusters",
-    clusterName: "aks-ml",
-    extensionName: "azureml",
-    logger: fx.logger,
-    lroTimeoutMs: 600_000,
-    pollIntervalMs: 10,
-  });
+  const client = fixtureExtensionClient(fx, AKS, { lroTimeoutMs: 600_000 });
   const stop = new AbortController();
   const wait = client.updateSettings({ sslSecret: "new", "scoringFe.sslSecret": "new", sslCname: "ml.example.test" }, stop.signal).then(
     () => undefined,

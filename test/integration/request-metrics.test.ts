@@ -16,8 +16,6 @@ import { fileAccountKeyStore } from "../../src/acme/account-key-store.js";
 import { createAcmeIssuer } from "../../src/acme/acme-issuer.js";
 import { generateCertificateKey } from "../../src/acme/keys.js";
 import { createAzureCredential } from "../../src/azure/credential.js";
-import { createAzureDnsZone } from "../../src/azure-dns/azure-dns-zone.js";
-import { createExtensionClient } from "../../src/extension/extension-client.js";
 import { loadKubeConfig, makeKubeApis } from "../../src/kubernetes/kube-client.js";
 import { createMetrics } from "../../src/observability/metrics.js";
 import { systemClock, type RequestObserver, type RequestSystem } from "../../src/ports.js";
@@ -26,7 +24,7 @@ import { startKubeServer, type KubeServer } from "../servers/kube-server.js";
 import { challTestSrvSolver, freePort, startChallTestSrv, startPebble, type ChallTestSrv, type Pebble } from "../servers/pebble.js";
 import { createTestPki, type TestPki } from "../servers/pki.js";
 import { parseExposition } from "../support/exposition.js";
-import { DNS_RG, SUBSCRIPTION, ZONE, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
+import { SUBSCRIPTION, ZONE, fixtureDnsZone, fixtureExtensionClient, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -62,17 +60,7 @@ describe("ARM and Entra requests through the Azure SDK pipeline", () => {
   });
 
   const zoneWith = (observe: RequestObserver | undefined, endpoint = fx.cloud.resourceManagerEndpoint) =>
-    createAzureDnsZone({
-      credential: fx.credential().credential,
-      endpoint,
-      scope: fx.cloud.tokenScope,
-      subscriptionId: SUBSCRIPTION,
-      resourceGroup: DNS_RG,
-      zone: ZONE,
-      logger: fx.logger,
-      retry: { maxRetries: 2, retryDelayMs: 10, maxRetryDelayMs: 40 },
-      ...(observe ? { requests: observe } : {}),
-    });
+    fixtureDnsZone(fx, { endpoint, ...(observe ? { requests: observe } : {}) });
 
   it("when ARM answers 429 and the SDK retries to a 200, both responses are counted", async () => {
     const r = recorder();
@@ -101,21 +89,7 @@ describe("ARM and Entra requests through the Azure SDK pipeline", () => {
     fx.arm.lro.outcome = "Succeeded";
     fx.arm.lro.pollsBeforeDone = 2;
     const r = recorder();
-    const client = createExtensionClient({
-      credential: fx.credential().credential,
-      endpoint: fx.cloud.resourceManagerEndpoint,
-      scope: fx.cloud.tokenScope,
-      subscriptionId: SUBSCRIPTION,
-      resourceGroup: ref.resourceGroup,
-      clusterType: ref.clusterType,
-      clusterName: ref.clusterName,
-      extensionName: ref.name,
-      logger: fx.logger,
-      lroTimeoutMs: 30_000,
-      pollIntervalMs: 10,
-      retry: { maxRetries: 2, retryDelayMs: 10, maxRetryDelayMs: 40 },
-      requests: r.observe,
-    });
+    const client = fixtureExtensionClient(fx, ref, { retry: { maxRetries: 2, retryDelayMs: 10, maxRetryDelayMs: 40 }, requests: r.observe });
     fx.arm.faults.add({ method: "PATCH", status: 429, retryAfterSeconds: 0, times: 1 });
     const result = await client.updateSettings({ sslSecret: "new" });
     await fx.arm.settleOperations();
