@@ -66,6 +66,8 @@ export type ErrorCode =
   | "ACME_ACCOUNT"
   | "ACME_REJECTED"
   | "ACME_ERROR"
+  /** the CA answered 429 with a Retry-After longer than the run may wait; details.retryAt says when to try again */
+  | "ACME_RATE_LIMITED"
   | "CERT_INVALID"
   | "CERT_NOT_NEWER"
   | "KUBE_FORBIDDEN"
