@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { loadConfig } from "./config/load.js";
 import { AmlcertError, ExitCode, isAmlcertError } from "./errors.js";
-import { createLogger, serializeError, type Logger } from "./observability/logger.js";
+import { createLogger, type Logger } from "./observability/logger.js";
 import { systemClock } from "./ports.js";
 import { daemonCommand, planCommand, renewCommand, SIGNAL_EXIT, statusCommand, type CommandContext } from "./cli/commands.js";
 
@@ -154,7 +154,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
       else logger.error({ stage: err.stage, err }, err.message);
       return err.exitCode;
     }
-    logger.fatal({ err: serializeError(err) }, "internal error: please report this");
+    // the logger's err serializer does the serializing (once)
+    logger.fatal({ err }, "internal error: please report this");
     return ExitCode.Internal;
   }
 }

@@ -3,7 +3,7 @@
  * that reports every problem at once, each naming its field (and the variable it came from).
  */
 import { readFileSync } from "node:fs";
-import { parseDocument } from "yaml";
+import { isAlias, isMap, isPair, isScalar, isSeq, parseDocument, type Document } from "yaml";
 import type { z } from "zod";
 import { AmlcertError } from "../errors.js";
 import { configSchema, type Config } from "./schema.js";
@@ -72,6 +72,49 @@ function readEnv(env: Env, name: string, readFile: ReadFile, problems: string[])
   return v === undefined || v === "" ? undefined : v;
 }
 
+/**
+ * Anchors and aliases are ordinary YAML (one zone reference used by every target), but an alias expands to a copy of
+ * its anchor's value, and aliases of aliases grow exponentially (the "billion laughs"). yaml's own guard counts
+ * alias uses (100), which refuses a legitimate file with many targets. Instead, count the values the document would
+ * expand to, in one pass in document order (an alias means the latest anchor of its name before it, as YAML says),
+ * and refuse a document beyond MAX_EXPANDED_VALUES, or an alias inside the value it names (a cycle).
+ */
+export const MAX_EXPANDED_VALUES = 100_000;
+
+function aliasProblem(doc: Document): string | undefined {
+  const anchored = new Map<string, { size?: number }>();
+  let problem: string | undefined;
+  const sizeOf = (node: unknown): number => {
+    if (problem !== undefined || node === null || node === undefined) return 0;
+    if (isAlias(node)) {
+      const target = anchored.get(node.source);
+      if (target === undefined) {
+        problem = `the alias *${node.source} names no anchor defined before it`;
+        return 0;
+      }
+      if (target.size === undefined) {
+        problem = `the alias *${node.source} is inside the value anchored &${node.source} (a cycle)`;
+        return 0;
+      }
+      return target.size;
+    }
+    const anchor = (node as { anchor?: string }).anchor;
+    const entry: { size?: number } = {};
+    if (anchor) anchored.set(anchor, entry);
+    let size = 1;
+    if (isMap(node) || isSeq(node)) for (const item of node.items) size += sizeOf(item);
+    else if (isPair(node)) size = sizeOf(node.key) + sizeOf(node.value);
+    else if (!isScalar(node)) size = 1;
+    if (size > MAX_EXPANDED_VALUES && problem === undefined) {
+      problem = `its aliases expand to more than ${MAX_EXPANDED_VALUES} values; this looks like an alias bomb, not a configuration`;
+    }
+    entry.size = size;
+    return size;
+  };
+  sizeOf(doc.contents);
+  return problem;
+}
+
 function formatIssue(issue: z.core.$ZodIssue, sources: Record<string, string>): string {
   const path = issue.path
     .map((p, i) => (typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${String(p)}`))
@@ -98,11 +141,16 @@ export function loadConfig(opts: { path?: string; env: Env; readFile?: ReadFile 
       problems.push(`config file ${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
     }
     if (text !== undefined) {
-      const doc = parseDocument(text, { uniqueKeys: true });
+      // merge keys (`<<: *defaults`) as YAML 1.1 and Kubernetes manifests use them
+      const doc = parseDocument(text, { uniqueKeys: true, merge: true });
+      const bomb = doc.errors.length > 0 ? undefined : aliasProblem(doc);
       if (doc.errors.length > 0) {
         for (const e of doc.errors) problems.push(`config file ${path}: ${e.message.split("\n")[0]}`);
+      } else if (bomb !== undefined) {
+        problems.push(`config file ${path}: ${bomb}`);
       } else {
-        const js = doc.toJS() as unknown;
+        // expanded once into plain data (bounded above), so no two settings share an object that a variable could change
+        const js = JSON.parse(JSON.stringify(doc.toJS({ maxAliasCount: -1 }) ?? null)) as unknown;
         if (js !== null && js !== undefined && (typeof js !== "object" || Array.isArray(js))) {
           problems.push(`config file ${path}: must be a YAML mapping with acme, azure, dns, ... and targets`);
         } else raw = (js as Record<string, unknown>) ?? {};

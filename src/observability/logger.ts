@@ -57,9 +57,25 @@ function scrubDeep(value: unknown, depth = 0): unknown {
   return out;
 }
 
+function jsonText(value: object): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
 /** Errors are logged as code, stage, message and the chain of causes' messages: never SDK request objects. */
 export function serializeError(err: unknown): Record<string, unknown> {
-  if (!(err instanceof Error)) return { message: scrub(String(err)) };
+  if (!(err instanceof Error)) {
+    if (err !== null && typeof err === "object" && !Array.isArray(err)) {
+      // Already serialized (a caller passed serializeError's result) or a thrown plain object: keep its fields,
+      // scrubbed, instead of String() turning it into "[object Object]".
+      const fields = scrubDeep(err) as Record<string, unknown>;
+      return { ...fields, message: typeof fields.message === "string" ? fields.message : scrub(jsonText(err)) };
+    }
+    return { message: scrub(String(err)) };
+  }
   const causes: string[] = [];
   let c: unknown = err.cause;
   for (let i = 0; c && i < 5; i++) {

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, loadConfig } from "../../src/config/load.js";
+import { ConfigError, loadConfig, MAX_EXPANDED_VALUES } from "../../src/config/load.js";
 import { parseDuration } from "../../src/config/duration.js";
 import { fields } from "../../src/config/fields.js";
 import { configSchema, directoryUrl } from "../../src/config/schema.js";
@@ -319,6 +319,62 @@ describe("loadConfig: sources and their problems", () => {
         }),
       ),
     ).toEqual(["acme.eab.hmacKeyFile: cannot read /run/hmac (permission check failed)"]);
+  });
+});
+
+describe("loadConfig: YAML anchors and aliases", () => {
+  const targetYaml = (i: number) =>
+    `  - {fqdn: ml${i}.contoso.test, dnsZone: *zone, challengeZones: [*zone], extension: {<<: *ext, clusterName: aks${i}}, kubernetes: {kubeconfig: /tmp/kc, context: aks${i}}, secretName: tls-${i}}`;
+
+  it("when a legitimate config uses one anchor in 150 targets (300 aliases) and merge keys, it loads, each target with its own copy", () => {
+    const inTargets = [
+      "acme: {accountKey: {file: /k}}",
+      "targets:",
+      `  - {fqdn: ml0.contoso.test, dnsZone: &zone {subscriptionId: "${SUB}", resourceGroup: dns-rg, zone: contoso.test}, extension: &ext {subscriptionId: "${SUB}", resourceGroup: aks-rg, clusterType: managedClusters, name: azureml, clusterName: aks0}, kubernetes: {kubeconfig: /tmp/kc, context: aks0}, secretName: tls-0}`,
+      ...Array.from({ length: 149 }, (_, i) => targetYaml(i + 1)),
+    ].join("\n");
+    const { config } = load(inTargets);
+    expect(config.targets).toHaveLength(150);
+    expect(config.targets[149]).toMatchObject({
+      fqdn: "ml149.contoso.test",
+      dnsZone: { subscriptionId: SUB, resourceGroup: "dns-rg", zone: "contoso.test" },
+      challengeZones: [{ subscriptionId: SUB, resourceGroup: "dns-rg", zone: "contoso.test" }],
+      extension: { subscriptionId: SUB, resourceGroup: "aks-rg", clusterType: "managedClusters", name: "azureml", clusterName: "aks149" },
+    });
+    expect(config.targets[0]!.extension.clusterName).toBe("aks0");
+    expect(config.targets[1]!.dnsZone).not.toBe(config.targets[2]!.dnsZone);
+  });
+
+  it("when a variable overrides a section that an alias shares with another section, only the named section changes", () => {
+    const yaml = [`acme: {accountKey: {file: /k}}`, "verify: &timing {timeout: 1m, interval: 2s}", "dns: {propagationTimeout: 1m, propagationInterval: 2s}", `targets: [${JSON.stringify(target())}]`].join("\n");
+    const { config } = load(yaml, { AMLCERT_VERIFY_TIMEOUT: "3m" });
+    expect(config.verify.timeout).toBe(180_000);
+    expect(config.dns.propagationTimeout).toBe(60_000);
+  });
+
+  it("when aliases of aliases would expand beyond the bound (an alias bomb), it is a config error naming the file, found without expanding it", () => {
+    const levels = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"];
+    for (let i = 1; i < 9; i++) levels.push(`${"abcdefghij"[i]}: &${"abcdefghij"[i]} [${Array(10).fill(`*${"abcdefghij"[i - 1]}`).join(", ")}]`);
+    const problems = problemsOf(() => load(levels.join("\n")));
+    expect(problems).toEqual([
+      `config file /cfg.yaml: its aliases expand to more than ${MAX_EXPANDED_VALUES} values; this looks like an alias bomb, not a configuration`,
+      "targets: is required",
+    ]);
+  });
+
+  it("just under the bound, a large expansion still loads as data (the bound is on values, not on alias uses)", () => {
+    const yaml = `a: &a [${Array(99).fill("x").join(", ")}]\nb: [${Array(900).fill("*a").join(", ")}]`;
+    // 900 aliases of a 100-value list: 90,002 values, under the bound; refused only as unknown settings
+    expect(problemsOf(() => load(yaml))).toEqual(["targets: is required", "(top level): unknown setting(s) a, b"]);
+  });
+
+  it("when an alias names an anchor that is not defined before it, it is a config error naming the alias, not a crash", () => {
+    expect(problemsOf(() => load(`targets: [*nowhere]`))).toEqual(["config file /cfg.yaml: the alias *nowhere names no anchor defined before it", "targets: is required"]);
+    expect(problemsOf(() => load(`a: *later\nb: &later 1`))).toEqual(["config file /cfg.yaml: the alias *later names no anchor defined before it", "targets: is required"]);
+  });
+
+  it("when an alias is inside the value it names (a cycle), it is a config error", () => {
+    expect(problemsOf(() => load(`targets: &t [*t]`))).toEqual(["config file /cfg.yaml: the alias *t is inside the value anchored &t (a cycle)", "targets: is required"]);
   });
 });
 

@@ -199,6 +199,28 @@ describe("serializeError", () => {
     expect(serializeError(42)).toEqual({ message: "42" });
   });
 
+  it("an error serialized already keeps its fields when it is serialized again (an internal error's log line is not [object Object])", () => {
+    const once = serializeError(new TypeError("x is undefined"));
+    expect(serializeError(once)).toEqual(once);
+    const { logger, lines } = capture();
+    logger.fatal({ err: once }, "internal error: please report this");
+    logger.fatal({ err: new TypeError("y is undefined") }, "internal error: please report this");
+    const [twice, direct] = lines();
+    expect(twice!.err).toEqual(once);
+    expect((direct!.err as Record<string, unknown>).message).toBe("y is undefined");
+    expect((direct!.err as Record<string, unknown>).type).toBe("TypeError");
+    expect(JSON.stringify(lines())).not.toContain("[object Object]");
+  });
+
+  it("a thrown plain object keeps its fields, scrubbed; without a message, its JSON text is the message", () => {
+    expect(serializeError({ code: "E1", message: `boom ${JWT}` })).toEqual({ code: "E1", message: "boom [REDACTED TOKEN]" });
+    expect(serializeError({ status: 500, body: KEY })).toEqual({ status: 500, body: "[REDACTED PRIVATE KEY]\n", message: '{"status":500,"body":"[REDACTED PRIVATE KEY]\\n"}' });
+    const circular: Record<string, unknown> = { status: 502 };
+    circular.self = circular;
+    expect(serializeError(circular).message).toBe("[object Object]");
+    expect(serializeError(circular).status).toBe(502);
+  });
+
   it("`error` is serialized like `err`", () => {
     const { logger, lines } = capture();
     logger.error({ error: new AmlcertError("KUBE_FORBIDDEN", "store", "no") }, "failed");
