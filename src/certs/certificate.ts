@@ -116,8 +116,16 @@ export function chainProblem(chain: X509Certificate[]): { problem: ChainProblem;
   for (let i = 0; i + 1 < chain.length; i++) {
     const child = chain[i]!;
     const parent = chain[i + 1]!;
-    if (!child.checkIssued(parent) || !child.verify(parent.publicKey)) {
-      return { problem: "order", detail: `certificate #${i + 1} (${child.subject.replace(/\n/g, ", ")}) is not signed by certificate #${i + 2}` };
+    if (!signedBy(child, parent)) {
+      const order = chainOrder(chain);
+      if (order !== undefined) {
+        const leaf = order[0]!;
+        return {
+          problem: "order",
+          detail: `the certificates are out of order: the leaf (${subjectOf(chain[leaf]!)}) is certificate #${leaf + 1} and must come first; the right order is ${order.map((j) => `#${j + 1}`).join(", ")} (the leaf, then each certificate's issuer)`,
+        };
+      }
+      return { problem: "order", detail: `certificate #${i + 1} (${subjectOf(child)}) is not signed by certificate #${i + 2}` };
     }
   }
   const last = chain[chain.length - 1]!;
@@ -126,6 +134,27 @@ export function chainProblem(chain: X509Certificate[]): { problem: ChainProblem;
     return { problem: "incomplete", detail: `the chain holds only the leaf; its issuer (${last.issuer.replace(/\n/g, ", ")}) is missing` };
   }
   return undefined;
+}
+
+const subjectOf = (cert: X509Certificate) => cert.subject.replace(/\n/g, ", ");
+const signedBy = (child: X509Certificate, parent: X509Certificate) => child.checkIssued(parent) && child.verify(parent.publicKey);
+
+/**
+ * The positions of `chain` in the right order (leaf first, each certificate followed by its issuer), when the same
+ * certificates make one sound chain in another order; undefined when they do not (a foreign or missing link).
+ */
+export function chainOrder(chain: X509Certificate[]): number[] | undefined {
+  const issuesAnother = (i: number) => chain.some((c, j) => j !== i && signedBy(c, chain[i]!));
+  const leaves = chain.map((_, i) => i).filter((i) => !issuesAnother(i));
+  if (leaves.length !== 1) return undefined;
+  const order = [leaves[0]!];
+  while (order.length < chain.length) {
+    const cur = chain[order[order.length - 1]!]!;
+    const next = chain.findIndex((c, j) => !order.includes(j) && signedBy(cur, c));
+    if (next < 0) return undefined;
+    order.push(next);
+  }
+  return order;
 }
 
 export type PairProblem =
@@ -182,9 +211,12 @@ export function inspectPair(certPem: string | undefined, keyPem: string | undefi
   if ("problem" in key) problems.push({ kind: "key", problem: key.problem });
   else if (!key.pkcs8) problems.push({ kind: "key", problem: "not-pkcs8" });
   if (!chain) return { problems };
-  const leaf = chain[0]!;
-  if ("key" in key && !leaf.checkPrivateKey(key.key)) problems.push({ kind: "key-mismatch" });
   const cp = chainProblem(chain);
+  // Out of order but sound once reordered: judge the real leaf (its key, its names), so that the one thing reported
+  // is the order, not a key mismatch with an intermediate.
+  const order = cp?.problem === "order" ? chainOrder(chain) : undefined;
+  const leaf = chain[order?.[0] ?? 0]!;
+  if ("key" in key && !leaf.checkPrivateKey(key.key)) problems.push({ kind: "key-mismatch" });
   if (cp) problems.push({ kind: "chain", ...cp });
   const info = describe(leaf);
   const missing = uncoveredNames(info.dnsNames, names);

@@ -3,6 +3,7 @@ import { X509Certificate, createPrivateKey, webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
+  chainOrder,
   chainProblem,
   describe as describeCert,
   describeProblem,
@@ -294,13 +295,37 @@ describe("inspectPair", () => {
     expect(r.leaf?.serialNumber).toBe(good.serialNumber);
   });
 
-  it("when the intermediate comes before the leaf, reports the chain order", () => {
+  it("when the intermediate comes before the leaf, reports only the chain order, saying which certificate comes first (not a key mismatch)", () => {
     const r = inspectPair(intermediate.pem + good.leafPem, good.keyPem, ["ml.contoso.test"]);
     expect(r.problems).toEqual([
-      { kind: "key-mismatch" },
-      { kind: "chain", problem: "order", detail: "certificate #1 (CN=amlcert unit intermediate) is not signed by certificate #2" },
-      { kind: "names", missing: ["ml.contoso.test"] },
+      {
+        kind: "chain",
+        problem: "order",
+        detail: "the certificates are out of order: the leaf (CN=ml.contoso.test) is certificate #2 and must come first; the right order is #2, #1 (the leaf, then each certificate's issuer)",
+      },
     ]);
+    // the leaf described is the real leaf
+    expect(r.leaf?.serialNumber).toBe(good.serialNumber);
+  });
+
+  it("when a reversed chain also holds a key that matches no certificate, both the order and the mismatch are reported", () => {
+    const r = inspectPair(intermediate.pem + good.leafPem, other.keyPem, ["ml.contoso.test"]);
+    expect(r.problems.map((p) => p.kind)).toEqual(["key-mismatch", "chain"]);
+  });
+
+  it("chainOrder gives the right order of a shuffled chain, and nothing when a link is foreign or two leaves are present", async () => {
+    const root = await certFor({ subject: "CN=Root", ca: true });
+    const mid = await certFor({ subject: "CN=Mid", issuer: root, ca: true });
+    const leaf = await certFor({ subject: "CN=leaf.contoso.test", issuer: mid, sans: [{ type: "dns", value: "leaf.contoso.test" }] });
+    const [r, m, l] = [root, mid, leaf].map((x) => parseChain(x.pem)[0]!);
+    expect(chainOrder([m!, r!, l!])).toEqual([2, 0, 1]);
+    expect(chainOrder([l!, m!, r!])).toEqual([0, 1, 2]);
+    expect(chainOrder([l!, r!])).toBeUndefined(); // the leaf's issuer is missing
+    expect(chainOrder(parseChain(good.leafPem + leafTwoRdns.pem))).toBeUndefined(); // two leaves
+    expect(chainProblem([m!, r!, l!])).toEqual({
+      problem: "order",
+      detail: "the certificates are out of order: the leaf (CN=leaf.contoso.test) is certificate #3 and must come first; the right order is #3, #1, #2 (the leaf, then each certificate's issuer)",
+    });
   });
 
   it("when only the leaf is present, reports an incomplete chain", () => {
