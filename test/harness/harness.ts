@@ -21,10 +21,11 @@ import { ZoneStore } from "../servers/zone-store.js";
 import { startDnsServer, type DnsServer } from "../servers/dns-server.js";
 import { startEntraServer, type EntraServer } from "../servers/entra-server.js";
 import { startArmServer, type ArmServer, type ClusterType, type ExtensionRef } from "../servers/arm-server.js";
-import type { ExtensionSeed } from "../servers/arm-extensions.js";
+import type { ExtensionSeed, HealthProblem } from "../servers/arm-extensions.js";
 import { startKubeServer, type KubeServer } from "../servers/kube-server.js";
 import { startAzuremlFe, type AzuremlFe } from "../servers/azureml-fe.js";
 import { startPebble, type Pebble } from "../servers/pebble.js";
+import { startAcmeFront, type AcmeFront, type AcmeFrontOptions } from "../servers/acme-front.js";
 import { readTestPki } from "../servers/trusted-pki.js";
 import { createTestPki, type TestPki } from "../servers/pki.js";
 
@@ -69,6 +70,8 @@ export interface HarnessOptions {
   propagationDelayMs?: number;
   /** use the PKI this process trusts (NODE_EXTRA_CA_CERTS); the demo makes its own */
   pki?: TestPki;
+  /** put the ACME front (ARI, profiles, faults; test/servers/acme-front.ts) between the CLI and Pebble */
+  acmeFront?: boolean | Pick<AcmeFrontOptions, "ari" | "profiles">;
 }
 
 export interface Cluster {
@@ -148,6 +151,8 @@ export interface Harness {
   entra: EntraServer;
   arm: ArmServer;
   pebble: Pebble;
+  /** the ACME front when `acmeFront` was asked for: writeConfig's acme.directory is then the front's */
+  acmeFront?: AcmeFront;
   clusters: Cluster[];
   kubeconfig: string;
   pebbleRootsFile: string;
@@ -190,7 +195,8 @@ export interface Harness {
    * reloaded (like the real one, it keeps serving its last certificate when the extension names none). At ARM: no
    * faults, deny rules, role assignments or latency, extension operations settled and their outcome as at start. In
    * DNS: the record sets as at start (the FQDNs' A records; a TXT value or CNAME a test wrote is gone), the start's
-   * propagation delay, no dropped or failed queries. Kept: the ACME account key secrets, Pebble's state (accounts,
+   * propagation delay, no dropped or failed queries. At the ACME front (when started): no hooks or windows, ARI and
+   * profiles as started. Kept: the ACME account key secrets, Pebble's state (accounts,
    * authorizations) and every request log (tests compare against a mark they take).
    */
   reset(): Promise<void>;
@@ -239,6 +245,10 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       domainBlocklist: opts.domainBlocklist,
     });
     stops.push(() => pebble.close());
+    const acmeFront = opts.acmeFront
+      ? await startAcmeFront({ upstreamDirectoryUrl: pebble.directoryUrl, pki, ...(opts.acmeFront === true ? {} : opts.acmeFront) })
+      : undefined;
+    if (acmeFront) stops.push(() => acmeFront.close());
     const pebbleRootsFile = join(dir, "pebble-roots.pem");
     writeFileSync(pebbleRootsFile, await pebble.rootsPem());
 
@@ -262,7 +272,13 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         ...(spec.initialSecret ? { sslSecret: spec.initialSecret.name, "scoringFe.sslSecret": spec.initialSecret.name, sslCname: spec.fqdn } : {}),
         ...spec.settings,
       };
-      const extensionSeed: ExtensionSeed = { ...extension, configurationSettings: settings, protectedSettings: spec.protectedSettings ?? { "relay.connectionString": "Endpoint=sb://relay.test/;SharedAccessKey=x" } };
+      const extensionSeed: ExtensionSeed = {
+        ...extension,
+        configurationSettings: settings,
+        protectedSettings: spec.protectedSettings ?? { "relay.connectionString": "Endpoint=sb://relay.test/;SharedAccessKey=x" },
+        // the extension's health check before a Helm release: the secret it is to use must hold a usable, matching pair
+        healthCheck: (s) => sslSecretProblem(kube, s),
+      };
       extensionSeeds.push(extensionSeed);
       arm.addExtension(extensionSeed);
       if (spec.initialSecret) {
@@ -278,7 +294,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
               keyPem: Buffer.from(ext.protectedSettings["scoringFe.sslKey"], "base64").toString("utf8"),
             };
           }
-          const name = ext?.configurationSettings.sslSecret;
+          // the release running (a failed operation rolled back to the previous one); the chart reads scoringFe.sslSecret
+          const deployed = ext?.deployedSettings ?? {};
+          const name = deployed["scoringFe.sslSecret"] ?? deployed.sslSecret;
           const secret = name ? kube.getSecret("azureml", name) : undefined;
           const certPem = secret?.["cert.pem"];
           const keyPem = secret?.["key.pem"];
@@ -321,7 +339,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     const writeConfig = (overrides: Record<string, unknown> = {}, name = "amlcert.yaml") => {
       const base = {
         acme: {
-          directory: pebble.directoryUrl,
+          directory: acmeFront?.directoryUrl ?? pebble.directoryUrl,
           email: "platform@contoso.test",
           keyType: "ecdsa-p256",
           accountKey: { secret: "amlcert-acme-account", kubernetes: { kubeconfig, context: clusters[0]!.spec.name } },
@@ -500,6 +518,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     const initialProtectedSettingsView = arm.protectedSettingsView;
 
     const reset = async () => {
+      acmeFront?.reset({ keepLog: true });
       arm.faults.clear();
       arm.clearAuthorization();
       arm.latencyMs = 0;
@@ -547,6 +566,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       entra,
       arm,
       pebble,
+      acmeFront,
       clusters,
       kubeconfig,
       pebbleRootsFile,
@@ -630,6 +650,19 @@ async function makeLeafFrom(ca: PebbleIssuer, names: string[], notBefore: Date, 
     notBefore,
     notAfter,
   };
+}
+
+/** The extension's health check on the secret a release names (E40007 INVALID_SSL_SETTING when it fails). */
+function sslSecretProblem(kube: KubeServer, settings: Record<string, string>): HealthProblem | undefined {
+  const name = settings["scoringFe.sslSecret"] ?? settings.sslSecret;
+  if (name === undefined) return undefined;
+  const secret = kube.getSecret("azureml", name);
+  if (!secret) return { message: `secret ${name} was not found in namespace azureml` };
+  if (!secret["cert.pem"] || !secret["key.pem"]) return { message: `secret ${name} has no cert.pem or key.pem` };
+  const problems = inspectPair(secret["cert.pem"], secret["key.pem"], []).problems.filter((p) => !(p.kind === "key" && p.problem === "not-pkcs8") && p.kind !== "chain");
+  if (problems.some((p) => p.kind === "key-mismatch")) return { message: `the private key in secret ${name} does not match the certificate` };
+  if (problems.length > 0) return { message: `secret ${name} does not hold a usable certificate and key (${problems.map((p) => p.kind).join(", ")})` };
+  return undefined;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

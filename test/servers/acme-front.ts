@@ -116,8 +116,8 @@ export interface AcmeFront {
   setProfiles(profiles: Record<string, string> | null): void;
   /** TLS connections accepted so far (keep-alive shows as few connections for many requests) */
   connections(): number;
-  /** back to the start: no hooks, no windows, empty log, options as given */
-  reset(): void;
+  /** back to the start: no hooks, no windows, options as given, and (unless keepLog) an empty log */
+  reset(opts?: { keepLog?: boolean }): void;
   close(): Promise<void>;
 }
 
@@ -455,9 +455,9 @@ export async function startAcmeFront(opts: AcmeFrontOptions): Promise<AcmeFront>
     setAri: (on) => void (ari = on),
     setProfiles: (p) => void (profiles = p),
     connections: () => accepted,
-    reset() {
+    reset(o) {
       hooks = [];
-      log = [];
+      if (!o?.keepLog) log = [];
       windows.clear();
       ari = opts.ari ?? true;
       profiles = opts.profiles === undefined ? DEFAULT_PROFILES : opts.profiles;
