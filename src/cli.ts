@@ -39,6 +39,10 @@ Exit codes:
   130/143  renew, plan, status stopped by SIGINT/SIGTERM (after removing our TXT values and releasing the Lease)
 `;
 
+/** RSA is the default; an EC key works for TLS, but the extension's own checks assume RSA. */
+const ECDSA_WARNING =
+  "acme.keyType is an ECDSA key type: ECDSA is unproven with the Azure ML extension (Microsoft's TLS troubleshooting checks the key with `openssl rsa -check`, which an EC key fails); rsa2048, the default, is the proven choice";
+
 const COMMANDS: Record<string, (ctx: CommandContext) => Promise<number>> = { renew: renewCommand, daemon: daemonCommand, plan: planCommand, status: statusCommand };
 
 function version(): string {
@@ -129,6 +133,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   try {
     const loaded = loadConfig({ path: parsed.values.config, env });
     logger = createLogger({ level: loaded.config.log.level, format: loaded.config.log.format });
+    const keyType = loaded.config.acme.keyType;
+    if (keyType.startsWith("ecdsa")) logger.warn({ stage: "config", setting: "acme.keyType", keyType }, ECDSA_WARNING);
     const wanted = (parsed.values.target ?? []).map((t) => t.toLowerCase());
     const unknown = wanted.filter((w) => !loaded.config.targets.some((t) => t.fqdn === w));
     if (unknown.length > 0) {

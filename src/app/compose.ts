@@ -23,6 +23,7 @@ import { createDnsLookup } from "../dns-check/dns-lookup.js";
 import { authoritativeServers, parseServer } from "../dns-check/name-servers.js";
 import { createTlsProbe } from "../tls-probe/tls-probe.js";
 import { createAcmeIssuer } from "../acme/acme-issuer.js";
+import { eabHint } from "../config/hints.js";
 import { fileAccountKeyStore, secretAccountKeyStore, type AccountKeyStore } from "../acme/account-key-store.js";
 import { generateCertificateKey } from "../acme/keys.js";
 import { createDnsSolver, type DnsSolver } from "../renewal/dns-solver.js";
@@ -195,6 +196,9 @@ export function createApp(input: AppInput): App {
       termsOfServiceAgreed: true,
       requests,
     });
+    // a CA that demands External Account Binding is answered in the configuration's words (acme.eab)
+    const bare = acme;
+    acme = { ...bare, issue: (req, solver) => bare.issue(req, solver).catch((err: unknown) => Promise.reject(eabHint(err, a.eab !== undefined))) };
     return acme;
   };
 

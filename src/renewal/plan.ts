@@ -17,6 +17,8 @@ export const RenewalReasons = [
   "InRenewalWindow",
   /** the extension failed to roll out the certificate in place MAX_ROLLOUT_FAILURES times (set by inspect.ts) */
   "RolloutRejected",
+  /** a Key Vault or Kubernetes TLS source holds a certificate newer than the one in place (set by source-decision.ts) */
+  "SourceUpdated",
 ] as const;
 export type RenewalReason = (typeof RenewalReasons)[number];
 
@@ -39,7 +41,10 @@ export interface PlanInput {
 
 export type PlanDecision =
   | { renew: true; reason: RenewalReason; message: string; current?: CertificateInfo; renewAt?: Date; currentSound: boolean }
-  | { renew: false; reason: "UpToDate"; message: string; current: CertificateInfo; renewAt: Date; currentSound: true };
+  | { renew: false; reason: "UpToDate" | NoRenewalReason; message: string; current: CertificateInfo; renewAt: Date; currentSound: true };
+
+/** Nothing to renew although the certificate is due: its source (not ACME) has not renewed it (source-decision.ts). */
+export type NoRenewalReason = "SourceNotRenewing";
 
 /**
  * When to renew a certificate valid from notBefore to notAfter: renewBefore before expiry when it is given and
@@ -85,11 +90,11 @@ export function planRenewal(input: PlanInput): PlanDecision {
 
   const renewAt = renewalTime(current.notBefore, current.notAfter, input.renewBeforeMs);
   if (now.getTime() >= current.notAfter.getTime()) {
-    return { ...renew("Expired", `the certificate expired at ${current.notAfter.toISOString()}`), renewAt };
+    return { ...renew("Expired", `secret ${stored.secretName}: the certificate expired at ${current.notAfter.toISOString()}`), renewAt };
   }
   if (now.getTime() >= renewAt.getTime()) {
     return {
-      ...renew("InRenewalWindow", `renewal was due at ${renewAt.toISOString()}; the certificate expires ${current.notAfter.toISOString()}`),
+      ...renew("InRenewalWindow", `secret ${stored.secretName}: renewal was due at ${renewAt.toISOString()}; the certificate expires ${current.notAfter.toISOString()}`),
       renewAt,
     };
   }

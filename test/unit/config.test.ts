@@ -6,7 +6,8 @@ import { ConfigError, loadConfig, MAX_EXPANDED_VALUES } from "../../src/config/l
 import { parseDuration } from "../../src/config/duration.js";
 import { fields } from "../../src/config/fields.js";
 import { configSchema, directoryUrl } from "../../src/config/schema.js";
-import { ExitCode } from "../../src/errors.js";
+import { AmlcertError, ExitCode } from "../../src/errors.js";
+import { eabHint } from "../../src/config/hints.js";
 
 const SUB = "11111111-2222-3333-4444-555555555555";
 const target = (over: Record<string, unknown> = {}) => ({
@@ -389,4 +390,33 @@ describe("parseDuration", () => {
     ["5", 5000],
   ])("%s is %d ms", (input, ms) => expect(parseDuration(input)).toBe(ms));
   it.each(["soon", "10x", "1h 30m", "-5s", ""])("%s is not a duration", (input) => expect(parseDuration(input)).toBeUndefined());
+});
+
+describe("eabHint", () => {
+  const refused = () =>
+    new AmlcertError("ACME_ACCOUNT", "acme-account", "ACME account registration failed: externalAccountRequired: no external account binding provided", {
+      cause: new Error("403"),
+      details: { problemType: "externalAccountRequired", problemDetail: "no external account binding provided" },
+    });
+
+  it("when the CA demands External Account Binding and none is configured, the message names acme.eab and its settings, keeping code, stage, cause and details", () => {
+    const err = refused();
+    const hinted = eabHint(err, false) as AmlcertError;
+    expect(hinted.message).toBe(
+      "ACME account registration failed: externalAccountRequired: no external account binding provided; this CA requires External Account Binding: set acme.eab.keyId and acme.eab.hmacKeyFile (or AMLCERT_ACME_EAB_KEY_ID and AMLCERT_ACME_EAB_HMAC_KEY_FILE) to the credentials the CA issued",
+    );
+    expect([hinted.code, hinted.stage, hinted.exitCode, hinted.cause]).toEqual(["ACME_ACCOUNT", "acme-account", ExitCode.RenewalFailed, err.cause]);
+    expect(hinted.details).toEqual({ ...err.details, setting: "acme.eab" });
+  });
+
+  it("when EAB is configured and the CA still demands it, says the binding given was not accepted", () => {
+    expect((eabHint(refused(), true) as AmlcertError).message).toMatch(/; acme\.eab is set, but the CA did not accept the binding: check acme\.eab\.keyId and the key in acme\.eab\.hmacKeyFile$/);
+  });
+
+  it("any other error passes through unchanged", () => {
+    const other = new AmlcertError("ACME_ACCOUNT", "acme-account", "x", { details: { problemType: "invalidContact" } });
+    expect(eabHint(other, false)).toBe(other);
+    const plain = new Error("y");
+    expect(eabHint(plain, false)).toBe(plain);
+  });
 });
