@@ -55,6 +55,22 @@ export interface CertificateSource {
   /** a short name for logs, metrics and status, e.g. "acme" */
   readonly kind: string;
   obtain(req: { names: string[] }, signal?: AbortSignal): Promise<ObtainedCertificate>;
+  /** Sources that hold a certificate someone else renews (Key Vault, a Kubernetes TLS secret): which one they hold
+   * now, read without side effects, so the renewal decision can compare it with the one in place. ACME has none. */
+  offer?(signal?: AbortSignal): Promise<SourceOffer>;
+  /** where the certificate comes from, for plan, status, events and alerts, e.g. "keyVault https://kv.vault.azure.net/certificates/web" */
+  readonly origin?: string;
+}
+
+/** The certificate a source holds now (its leaf), as `offer()` reads it. */
+export interface SourceOffer {
+  /** the source's own version identifier: the Key Vault certificate version, the secret's resourceVersion */
+  version: string;
+  serialNumber: string;
+  /** SHA-256 fingerprint, colon-separated upper-case hex (as CertificateInfo has it) */
+  fingerprint256: string;
+  notBefore: Date;
+  notAfter: Date;
 }
 
 /** Azure DNS, for one zone. Names are absolute, lower case, without the trailing dot. */
