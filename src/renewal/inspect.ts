@@ -3,8 +3,8 @@ import { AmlcertError, atStage } from "../errors.js";
 import type { ExtensionState, StoredSecret } from "../ports.js";
 import { planRenewal, type PlanDecision } from "./plan.js";
 import { followSource } from "./source-decision.js";
-import { inPlaceRollout, operationFailed, resolveSlots, type SlotView } from "./policies.js";
-import { MAX_ROLLOUT_FAILURES, otherSlot, rolloutOf, slotNames } from "./certificate-version.js";
+import { inPlaceRollout } from "./policies.js";
+import { MAX_ROLLOUT_FAILURES, rolloutOf } from "./certificate-version.js";
 import type { RenewDeps, RenewSettings } from "./deps.js";
 
 export const AZUREML_EXTENSION_TYPE = "Microsoft.AzureML.Kubernetes";
@@ -79,34 +79,19 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings): Promise<
   }
   // a source that renews its certificates itself (Key Vault, a TLS secret) is followed, not renewed (source-decision.ts)
   if (deps.source.offer) decision = followSource(decision, await read(() => deps.source.offer!()), deps.source, warnings);
-  // versioned: the version the extension names, when its rollout failed; slots: the slot whose rollout failed
-  const failedOne = s.secretMode === "versioned" ? current : pending;
-  const rollout = s.secretMode === "versioned" ? inPlaceRollout(current, extension.provisioningState) : s.secretMode === "slots" && pending ? inPlaceRollout(pending, operationFailed(extension.provisioningState) ? "Failed" : "Succeeded") : "Confirmed";
+  const rollout = s.secretMode === "versioned" ? inPlaceRollout(current, extension.provisioningState) : "Confirmed";
   if (!decision.renew && rollout === "Rejected") {
     decision = {
       renew: true,
       reason: "RolloutRejected",
-      message: `the extension failed to roll out secret ${failedOne!.name} ${rolloutOf(failedOne!).failures} times (at most ${MAX_ROLLOUT_FAILURES}); ordering a new certificate`,
+      message: `the extension failed to roll out secret ${currentSecretName} ${rolloutOf(current!).failures} times (at most ${MAX_ROLLOUT_FAILURES}); ordering a new certificate`,
       current: decision.current,
       renewAt: decision.renewAt,
-      // versioned: azureml-fe never served it, so it sets no "must expire later" bar; slots: the served one still does
-      currentSound: s.secretMode === "slots" ? decision.currentSound : false,
+      // azureml-fe never served it: it sets no "must expire later" bar
+      currentSound: false,
     };
   }
-  const pendingRollout = !decision.renew && rollout === "Pending";
-  return {
-    extension,
-    currentSecretName,
-    current,
-    ...(named.name ? { namedSecretName: named.name } : {}),
-    ...(slots ? { slots } : {}),
-    ...(pendingRollout ? { pending: failedOne } : {}),
-    decision,
-    ingress,
-    expected,
-    warnings,
-    pendingRollout,
-  };
+  return { extension, currentSecretName, current, decision, ingress, expected, warnings, pendingRollout: !decision.renew && rollout === "Pending" };
 }
 
 /**
