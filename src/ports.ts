@@ -33,10 +33,21 @@ export interface IssuedCertificate {
   chainPem: string;
 }
 
+/** What `doctor` learns of the CA without creating anything. */
+export interface AcmeProbe {
+  directory: string;
+  /** "no-key": nothing stored yet; "missing": the stored key has no account at this CA */
+  account: "exists" | "missing" | "no-key";
+  /** the directory's meta.externalAccountRequired */
+  externalAccountRequired: boolean;
+}
+
 export interface AcmeIssuer {
   /** Create the account if needed (or reuse the stored one), order, solve every authorization with `solver`,
    * finalize and download the full chain. Removes every TXT value it presented, on success and on failure. */
   issue(req: IssueRequest, solver: DnsChallengeSolver): Promise<IssuedCertificate>;
+  /** Read the directory and look the stored account key up (onlyReturnExisting); never registers or saves a key. */
+  probe?(): Promise<AcmeProbe>;
 }
 
 /** A certificate and its fresh key, as a source hands it over (not yet validated). */
@@ -97,6 +108,8 @@ export interface DnsLookup {
   resolve(name: string, servers?: string[]): Promise<{ addresses: string[]; cnames: string[] }>;
   /** IP addresses of a host name (for turning ARM's name server host names into query targets). */
   hostAddresses(host: string): Promise<string[]>;
+  /** The NS record set of `name` as `servers` (or the system resolver) answer it: the delegation the world sees. */
+  ns(name: string, servers?: string[]): Promise<string[]>;
 }
 
 /** Kubernetes secret as amlcert sees it. */
@@ -142,13 +155,17 @@ export interface ExtensionState {
   configurationSettings: Record<string, string>;
   /** keys only: ARM never returns protected values */
   protectedSettingKeys: string[];
+  /** what the extension reports of its health (ARM's `statuses` and `errorInfo`), e.g. "E40007 INVALID_SSL_SETTING: ..." */
+  health?: string[];
 }
 
 /** The Azure ML cluster extension (Microsoft.KubernetesConfiguration/extensions). */
 export interface ExtensionClient {
   get(): Promise<ExtensionState>;
   /** PATCH only `configurationSettings` with these keys; wait for the long-running operation (bounded).
-   * Returns whether ARM reported a change (202 + operation) or none (200). Throws on LRO Failed/Canceled. `signal`
+   * Returns whether ARM reported a change (202 + operation) or none (200). Throws EXTENSION_LRO_FAILED when the
+   * operation ends Failed/Canceled, and when ARM answers 200 (no update is done) while the extension's last operation
+   * Failed or was Canceled: the settings are not in effect then (the message carries the extension's health). `signal`
    * stops the wait (ARM may still complete the operation; the next run reads the extension again). */
   updateSettings(settings: Record<string, string>, signal?: AbortSignal): Promise<{ changed: boolean; state: ExtensionState }>;
 }

@@ -21,7 +21,7 @@ import { getCACertificates } from "node:tls";
 import * as acme from "acme-client";
 import type { Logger } from "pino";
 import { AmlcertError, atStage, isAmlcertError, type Stage } from "../errors.js";
-import type { AcmeIssuer, Clock, DnsChallengeSolver, IssueRequest, IssuedCertificate, PresentedTxt, RequestObserver } from "../ports.js";
+import type { AcmeIssuer, AcmeProbe, Clock, DnsChallengeSolver, IssueRequest, IssuedCertificate, PresentedTxt, RequestObserver } from "../ports.js";
 import type { AccountKeyStore } from "./account-key-store.js";
 import { generateCertificateKey } from "./keys.js";
 import { normalizeName } from "../dns-check/names.js";
@@ -517,6 +517,43 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
         for (let i = callScope.answered; i < callScope.sent; i++) opts.requests?.("acme", "error");
       };
       return scope.run(callScope, () => issueInScope(req, solver, callScope)).finally(countUnanswered);
+    },
+
+    /** `doctor`: the directory answers, and the stored key's account exists; registers nothing, saves nothing. */
+    probe() {
+      const callScope: CallScope = {
+        problems: [],
+        badNonces: 0,
+        sent: 0,
+        answered: 0,
+        ...(httpsAgent === undefined ? {} : { httpsAgent }),
+        ...(opts.requests === undefined ? {} : { requests: opts.requests }),
+      };
+      return scope.run(callScope, async (): Promise<AcmeProbe> => {
+        let stored: string | undefined;
+        try {
+          stored = await opts.accountKeys.load();
+        } catch (err) {
+          throw accountStoreFailure(err, `could not read the ACME account key from ${opts.accountKeys.describe()}`);
+        }
+        // a key of our own for the directory request alone when none is stored yet: it is never saved or registered
+        const client = new acme.Client({ directoryUrl: opts.directoryUrl, accountKey: stored ?? (await generateCertificateKey("ecdsa-p256")), ...poll });
+        let externalAccountRequired: boolean;
+        try {
+          const meta = (await (client as unknown as { http: { getDirectory(): Promise<{ meta?: { externalAccountRequired?: unknown } }> } }).http.getDirectory()).meta;
+          externalAccountRequired = meta?.externalAccountRequired === true;
+        } catch (err) {
+          throw acmeFailure(err, "directory request", "preflight");
+        }
+        if (stored === undefined) return { directory: opts.directoryUrl, account: "no-key", externalAccountRequired };
+        try {
+          await nonceSafe(() => client.createAccount({ onlyReturnExisting: true }));
+          return { directory: opts.directoryUrl, account: "exists", externalAccountRequired };
+        } catch (err) {
+          if (problemOf(err)?.type === "accountDoesNotExist") return { directory: opts.directoryUrl, account: "missing", externalAccountRequired };
+          throw acmeFailure(err, "account lookup", "preflight");
+        }
+      });
     },
   };
 }

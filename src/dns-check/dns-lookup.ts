@@ -129,6 +129,12 @@ export function createDnsLookup(opts: DnsLookupOptions = {}): DnsLookup {
       return { addresses: [...v4, ...v6], cnames };
     },
 
+    /** The NS record set of `name` (lower case, no trailing dot), from `servers` or the system resolver. */
+    async ns(name: string, servers?: string[]): Promise<string[]> {
+      const fqdn = norm(name);
+      return (await query(servers, fqdn, "NS", (r) => r.resolveNs(fqdn))).map(norm);
+    },
+
     /** The addresses of `host` through the operating system's resolver (getaddrinfo: /etc/hosts, then DNS). */
     async hostAddresses(host: string): Promise<string[]> {
       try {

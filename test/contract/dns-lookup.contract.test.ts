@@ -26,6 +26,7 @@ describeContract("in-process fake (FakeLookup)", async () => {
     },
     seedA: (name, addresses) => zoneOf(name).seedA(name, addresses),
     seedCname: (name, target) => zoneOf(name).seedCname(name, target),
+    apexNameServers: ["ns1-01.azure-dns.test", "ns2-01.azure-dns.test"],
   };
 });
 
@@ -61,6 +62,8 @@ describe("on two authoritative DNS stand-ins", () => {
       seedTxtOnFirstOnly: (name, value) => put([0], name, "TXT", { ttl: 60, txt: [...txtOf(0, name), [value]] }),
       seedA: (name, addresses) => put([0, 1], name, "A", { ttl: 300, addresses }),
       seedCname: (name, target) => put([0, 1], name, "CNAME", { ttl: 60, cname: target }),
+      // ZoneStore.addZone's default name servers, which the stand-in serves at the apex
+      apexNameServers: ["ns1-01.azure-dns.com", "ns2-01.azure-dns.net"],
     };
   });
 });

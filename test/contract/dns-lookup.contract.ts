@@ -21,6 +21,8 @@ export interface DnsLookupSubject {
   seedTxtOnFirstOnly(name: string, value: string): void;
   seedA(name: string, addresses: string[]): void;
   seedCname(name: string, target: string): void;
+  /** the NS record set the servers hold at the apex of ZONES[0] (host names) */
+  apexNameServers: string[];
 }
 
 const code = (p: Promise<unknown>) => p.then(() => "resolved", (e: unknown) => (e as { code?: string }).code ?? String(e));
@@ -94,6 +96,14 @@ export function describeContract(name: string, makeSubject: () => Promise<DnsLoo
     it("when a CNAME leads out of the servers' zones, the authoritative servers refuse the next hop: resolve rejects with EREFUSED", async () => {
       s.seedCname("ml.example.test", "lb.cloudapp.example.org");
       expect(await code(s.lookup.resolve("ml.example.test", s.servers))).toBe("EREFUSED");
+    });
+
+    it("ns answers the NS record set at a zone's apex, in lower case without the trailing dot", async () => {
+      expect((await s.lookup.ns(ZONES[0].toUpperCase(), s.servers)).sort()).toEqual([...s.apexNameServers].sort());
+    });
+
+    it("when a name holds no NS record set, ns answers no servers", async () => {
+      expect(await s.lookup.ns(`www.${ZONES[0]}`, s.servers)).toEqual([]);
     });
 
     it("hostAddresses passes an IP literal through", async () => {

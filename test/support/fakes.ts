@@ -556,6 +556,18 @@ export class FakeLookup implements DnsLookup {
     return this.fromZones(n, this.authoritative(servers));
   }
 
+  /** What resolvers say a zone's NS set is, when a test sets it (a delegation that differs from ARM's name servers). */
+  readonly delegations = new Map<string, string[]>();
+
+  /** A zone apex answers its name servers (host names, as NS records hold them), unless `delegations` says otherwise. */
+  async ns(name: string): Promise<string[]> {
+    const n = norm(name);
+    const delegated = this.delegations.get(n);
+    if (delegated) return [...delegated];
+    const zone = this.zones.find((z) => z.zone === n);
+    return zone ? zone.servers.map((s) => norm(s.replace(/:\d+$/, ""))) : [];
+  }
+
   /** IP literals pass through; host names are answered from `hosts`, and any other name does not resolve. */
   async hostAddresses(host: string): Promise<string[]> {
     if (isIP(host)) return [host];

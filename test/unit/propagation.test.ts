@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { waitForTxt, waitForTxtGone, type WaitForTxtInput } from "../../src/dns-check/propagation.js";
+import { FIRST_GAP_MS, nextGapMs, roundsWithin, waitForTxt, waitForTxtGone, type WaitForTxtInput } from "../../src/dns-check/propagation.js";
 import { AmlcertError } from "../../src/errors.js";
 import type { Clock, DnsLookup } from "../../src/ports.js";
 
@@ -36,6 +36,7 @@ function fakeLookup(clock: { nowMs: () => number }, start: number) {
     },
     resolve: () => Promise.reject(new Error("unused")),
     hostAddresses: () => Promise.reject(new Error("unused")),
+    ns: () => Promise.reject(new Error("unused")),
   };
   return {
     lookup,
@@ -69,6 +70,8 @@ function setup() {
     servers: [S1, S2],
     timeoutMs: 60_000,
     intervalMs: 2_000,
+    // a fixed 2 s interval (first gap = longest gap); the growing gap has its own tests below
+    minIntervalMs: 2_000,
     clock,
     logger,
     ...over,
@@ -186,5 +189,84 @@ describe("waitForTxtGone", () => {
     dns.serve(S1, 0, []);
     dns.fail(S2, 0, "EREFUSED");
     await expect(waitForTxtGone(input({ timeoutMs: 2_000 }))).rejects.toThrow(`${S2} (EREFUSED)`);
+  });
+});
+
+describe("the growing gap between rounds", () => {
+  it("starts at 100 ms, is a tenth of the time waited after the first second, and never exceeds intervalMs", () => {
+    expect(FIRST_GAP_MS).toBe(100);
+    expect([0, 999, 1_000, 2_000, 12_340, 50_000, 60_000, 600_000].map((e) => nextGapMs(e, 100, 5_000))).toEqual([100, 100, 100, 200, 1_234, 5_000, 5_000, 5_000]);
+  });
+
+  it("when the first gap is longer than intervalMs, intervalMs wins", async () => {
+    const { clock, dns, input } = setup();
+    dns.serve(S1, 0, [VALUE]);
+    dns.serve(S2, 1_000, [VALUE]);
+    await waitForTxt(input({ minIntervalMs: 5_000, intervalMs: 400 }));
+    expect(clock.sleeps).toEqual([400, 400, 400]);
+  });
+
+  it("when a server serves the value 2 s in, the wait ends at most a tenth later, after 100 ms gaps first", async () => {
+    const { clock, dns, input } = setup();
+    dns.serve(S1, 0, [VALUE]);
+    dns.serve(S2, 2_000, [VALUE]);
+    const result = await waitForTxt(input({ minIntervalMs: undefined, intervalMs: 5_000 }));
+    expect(clock.sleeps.slice(0, 10)).toEqual(Array(10).fill(100));
+    expect(result.elapsedMs).toBe(2_143);
+    expect(result.attempts).toBe(19);
+  });
+
+  it("when a server lags for a minute, the gaps reach intervalMs and stay there", async () => {
+    const { clock, dns, input } = setup();
+    dns.serve(S1, 0, [VALUE]);
+    dns.serve(S2, 60_000, [VALUE]);
+    const result = await waitForTxt(input({ minIntervalMs: undefined, intervalMs: 5_000, timeoutMs: 600_000 }));
+    expect(clock.sleeps.slice(-2)).toEqual([5_000, 5_000]);
+    expect(clock.sleeps.filter((g) => g === 100)).toHaveLength(11);
+    expect(Math.max(...clock.sleeps)).toBe(5_000);
+    expect(result.elapsedMs).toBe(64_755);
+    expect(result.attempts).toBe(55);
+  });
+
+  it("when the clock does not advance, stops after the rounds the schedule makes within timeoutMs", async () => {
+    const { dns, input } = setup();
+    const frozen: Clock = { now: () => new Date(0), sleep: async () => {} };
+    dns.serve(S1, 0, []);
+    expect(roundsWithin(1_000, 100, 5_000)).toBe(11);
+    const err = await waitForTxt(input({ clock: frozen, timeoutMs: 1_000, minIntervalMs: undefined, intervalMs: 5_000, servers: [S1] })).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "DNS_PROPAGATION_TIMEOUT", details: { attempts: 11 } });
+  });
+});
+
+describe("dns.propagationSettle", () => {
+  it("when settleMs is set, waits it once after every server serves the value, before returning", async () => {
+    const { clock, dns, logs, input } = setup();
+    dns.serve(S1, 0, [VALUE]);
+    dns.serve(S2, 2_000, [VALUE]);
+    const result = await waitForTxt(input({ settleMs: 1_500 }));
+    expect(clock.sleeps).toEqual([2_000, 1_500]);
+    expect(result).toEqual({ attempts: 2, elapsedMs: 2_000 });
+    expect(logs.at(-1)).toMatchObject({ level: "info", obj: { settleMs: 1_500 } });
+  });
+
+  it("when settleMs is 0 or unset, does not sleep after the last round", async () => {
+    const { clock, dns, input } = setup();
+    dns.serve(S1, 0, [VALUE]);
+    dns.serve(S2, 0, [VALUE]);
+    await waitForTxt(input({ settleMs: 0 }));
+    expect(clock.sleeps).toEqual([]);
+  });
+
+  it("waitForTxtGone does not settle", async () => {
+    const { clock, dns, input } = setup();
+    dns.serve(S1, 0, []);
+    dns.serve(S2, 0, []);
+    await waitForTxtGone(input({ settleMs: 3_000 }));
+    expect(clock.sleeps).toEqual([]);
+  });
+
+  it("when settleMs is negative, refuses as invalid timing", async () => {
+    const { input } = setup();
+    await expect(waitForTxt(input({ settleMs: -1 }))).rejects.toMatchObject({ code: "INTERNAL", stage: "propagation" });
   });
 });
