@@ -5,6 +5,7 @@
  * that edits the Role sees the effect at once. Includes the built-in roles every cluster has (discovery, self
  * reviews, cluster-admin for system:masters).
  */
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 import type { KObj } from "./kube-resources.js";
@@ -83,6 +84,34 @@ export function loadRbacFile(path: string): KObj[] {
   }
   return out;
 }
+
+/** The overlays of deploy/overlays/ (kubectl apply -k deploy/overlays/<name>). */
+export const DEPLOY_OVERLAYS = ["cronjob", "daemon", "versioned"] as const;
+export type DeployOverlay = (typeof DEPLOY_OVERLAYS)[number];
+
+/** Every object of a kustomization directory, as the real `kubectl kustomize` renders it. */
+export function renderKustomization(dir: string): KObj[] {
+  const text = execFileSync("kubectl", ["kustomize", dir], { encoding: "utf8", timeout: 60_000 });
+  return parseAllDocuments(text)
+    .map((d) => {
+      if (d.errors.length) throw new Error(`kubectl kustomize ${dir}: ${d.errors.map((e) => e.message).join("; ")}`);
+      return d.toJS() as KObj | null;
+    })
+    .filter((o): o is KObj => o !== null);
+}
+
+const RBAC_KINDS = ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"];
+
+/** The ServiceAccounts, Roles and bindings among rendered manifests (what an RBAC file holds). */
+export const rbacObjectsOf = (objects: KObj[]): KObj[] => objects.filter((o) => RBAC_KINDS.includes(o.kind ?? ""));
+
+/**
+ * What the manifests create for amlcert to read and write (contract C1: the certificate slots, the ACME account
+ * secret, the Lease, the history ConfigMap), in namespace `ns`: the rendered Secrets, Leases and ConfigMaps, except
+ * the generated configuration (amlcert-config-<hash>), which only the pod mounts.
+ */
+export const stateObjectsOf = (objects: KObj[], ns = "azureml"): KObj[] =>
+  objects.filter((o) => ["Secret", "Lease", "ConfigMap"].includes(o.kind ?? "") && o.metadata.namespace === ns && !(o.metadata.name ?? "").startsWith("amlcert-config-"));
 
 /** ClusterRoles and ClusterRoleBindings that every cluster has (the parts of them that matter here). */
 export function builtinRbac(): KObj[] {
