@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import { AmlcertError, type Stage } from "../errors.js";
 import type { DnsZone, RequestObserver } from "../ports.js";
 import { isParentMissing, statusOf, toAmlcertError } from "../azure/arm-error.js";
-import { observerClientOptions } from "../azure/request-policy.js";
+import { armClientOptions, type ArmRetryOptions, type RetryTiming } from "../azure/request-policy.js";
 import { normalizeName as norm } from "../dns-check/names.js";
 
 export interface AzureDnsZoneOptions {
@@ -23,8 +23,11 @@ export interface AzureDnsZoneOptions {
   resourceGroup: string;
   zone: string;
   logger: Logger;
-  /** SDK retry policy for 429/5xx/network errors (Retry-After is honoured) */
-  retry?: { maxRetries: number; retryDelayMs: number; maxRetryDelayMs: number };
+  /** bound and retries of every ARM request: per-try timeout, retries of 408/429/5xx/timeouts/refused connections,
+   * Retry-After honoured up to a cap (src/azure/request-policy.ts; defaults ARM_RETRY_DEFAULTS) */
+  retry?: Partial<ArmRetryOptions>;
+  /** how the retries wait (tests inject it) */
+  retryTiming?: RetryTiming;
   /** read-modify-write rounds on ETag conflicts (412) before giving up; default 8 */
   maxConflictRetries?: number;
   /** stage errors are attributed to; default "dns-challenge" */
@@ -45,10 +48,7 @@ export function createAzureDnsZone(opts: AzureDnsZoneOptions): DnsZone {
   const client = new DnsManagementClient(opts.credential, opts.subscriptionId, {
     endpoint: opts.endpoint,
     credentialScopes: [opts.scope],
-    ...(opts.retry
-      ? { retryOptions: { maxRetries: opts.retry.maxRetries, retryDelayInMs: opts.retry.retryDelayMs, maxRetryDelayInMs: opts.retry.maxRetryDelayMs } }
-      : {}),
-    ...observerClientOptions("arm", opts.requests),
+    ...armClientOptions(opts.retry, opts.requests, opts.retryTiming),
   });
   const rg = opts.resourceGroup;
   const zoneScope = `/subscriptions/${opts.subscriptionId}/resourceGroups/${rg}/providers/Microsoft.Network/dnszones/${zone}`;

@@ -3,6 +3,7 @@
  * SDK's RestError by shape (name, statusCode, code, message, response headers), so no SDK is imported here.
  */
 import { AmlcertError, atStage, type ErrorCode, type Stage } from "../errors.js";
+import { ArmThrottledError, ArmTimeoutError } from "./request-policy.js";
 
 export interface ArmFailure {
   /** HTTP status, when ARM answered */
@@ -78,6 +79,30 @@ export interface ArmErrorContext {
 /** Map any error from an ARM call to an AmlcertError with a message that says what to do. */
 export function toAmlcertError(err: unknown, ctx: ArmErrorContext): AmlcertError {
   if (err instanceof AmlcertError) return atStage(err, ctx.stage);
+  if (err instanceof ArmThrottledError) {
+    const f = err.facts;
+    const retryAt = f.retryAfterMs === undefined ? undefined : new Date(Date.now() + f.retryAfterMs).toISOString();
+    return new AmlcertError("AZURE_THROTTLED", ctx.stage, `Azure Resource Manager is throttling requests while trying to ${ctx.doing}: ${err.message}`, {
+      cause: err,
+      details: {
+        status: f.status,
+        armCode: f.armCode,
+        requestId: f.requestId,
+        attempts: f.attempts,
+        why: f.why,
+        maxRetryAfterSeconds: f.maxRetryAfterMs / 1000,
+        ...(f.retryAfterMs === undefined ? {} : { retryAfterSeconds: f.retryAfterMs / 1000, retryAt }),
+        resource: ctx.scope,
+      },
+    });
+  }
+  if (err instanceof ArmTimeoutError) {
+    const f = err.facts;
+    return new AmlcertError("AZURE_ERROR", ctx.stage, `could not ${ctx.doing}: ${err.message}`, {
+      cause: err,
+      details: { timeout: true, timeoutSeconds: f.timeoutMs / 1000, attempts: f.attempts, method: f.method, path: f.url, resource: ctx.scope },
+    });
+  }
   const f = armFailure(err);
   const details: Record<string, unknown> = { status: f.status, armCode: f.code, requestId: f.requestId };
   const fail = (code: ErrorCode, message: string, extra: Record<string, unknown> = {}) =>

@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import { AmlcertError, type Stage } from "../errors.js";
 import { systemClock, type Clock, type ExtensionClient, type ExtensionState, type RequestObserver } from "../ports.js";
 import { toAmlcertError } from "../azure/arm-error.js";
-import { observerClientOptions } from "../azure/request-policy.js";
+import { armClientOptions, type ArmRetryOptions } from "../azure/request-policy.js";
 
 export interface ExtensionClientOptions {
   credential: TokenCredential;
@@ -31,8 +31,9 @@ export interface ExtensionClientOptions {
   clock?: Clock;
   /** interval between operation polls when ARM sends no Retry-After; default the SDK's (2 s) */
   pollIntervalMs?: number;
-  /** SDK retry policy for 429/5xx/network errors */
-  retry?: { maxRetries: number; retryDelayMs: number; maxRetryDelayMs: number };
+  /** bound and retries of every ARM request (the PATCH and each poll): per-try timeout, retries of 408/429/5xx,
+   * Retry-After honoured up to a cap (src/azure/request-policy.ts) */
+  retry?: Partial<ArmRetryOptions>;
   /** stage errors are attributed to; default "extension" */
   stage?: Stage;
   /** told the status of every ARM response (operation polls and retries included) or "error"
@@ -66,10 +67,7 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
   const client = new SourceControlConfigurationClient(opts.credential, opts.subscriptionId, {
     endpoint: opts.endpoint,
     credentialScopes: [opts.scope],
-    ...(opts.retry
-      ? { retryOptions: { maxRetries: opts.retry.maxRetries, retryDelayInMs: opts.retry.retryDelayMs, maxRetryDelayInMs: opts.retry.maxRetryDelayMs } }
-      : {}),
-    ...observerClientOptions("arm", opts.requests),
+    ...armClientOptions(opts.retry, opts.requests),
   });
   const resourceId = `/subscriptions/${opts.subscriptionId}/resourceGroups/${rg}/providers/${rp}/${clusterType}/${clusterName}/providers/Microsoft.KubernetesConfiguration/extensions/${extensionName}`;
   const log = opts.logger.child({ component: "extension", extension: extensionName, cluster: clusterName });

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { DnsManagementClient } from "@azure/arm-dns";
 import type { AzureDnsZoneOptions } from "../../src/azure-dns/azure-dns-zone.js";
+import { armClientOptions } from "../../src/azure/request-policy.js";
 import { AmlcertError } from "../../src/errors.js";
 import type { DnsZone } from "../../src/ports.js";
 import { DNS_RG, SP, SUBSCRIPTION, ZONE, fixtureDnsZone, startAzureFixture, type AzureFixture } from "./azure-fixture.js";
@@ -498,3 +499,105 @@ describe("the ARM stand-in, seen through the SDK", () => {
   });
 });
 
+
+describe("every ARM request is bounded: per-try timeout, capped Retry-After, jittered backoff (issue 7)", () => {
+  /** the waits the retry policy asked for, recorded instead of slept; jitter draws 0.5 */
+  function recordedTiming() {
+    const waits: number[] = [];
+    return { waits, timing: { sleep: async (ms: number) => void waits.push(ms), random: () => 0.5 } };
+  }
+
+  test("when ARM asks to retry after longer than azure.maxRetryAfter, the write fails at once with AZURE_THROTTLED naming the wait, the cap and the record set", async () => {
+    const fault = fx.arm.faults.add({ method: "PUT", status: 429, times: Infinity, retryAfterSeconds: 600 });
+    const { waits, timing } = recordedTiming();
+    const err = await amlcertFailure(dnsZone({ retry: { maxRetries: 4, retryDelayMs: 10, maxRetryDelayMs: 40, maxRetryAfterMs: 60_000 }, retryTiming: timing }).addTxtValue(`_acme-challenge.www.${ZONE}`, "v", 60));
+    expect(err.code).toBe("AZURE_THROTTLED");
+    expect(err.stage).toBe("dns-challenge");
+    expect(err.message).toBe(
+      `Azure Resource Manager is throttling requests while trying to write TXT record set _acme-challenge.www in zone ${ZONE}: ARM answered 429 TooManyRequests and asked to retry after 600 s, longer than the 60 s amlcert waits (azure.maxRetryAfter)`,
+    );
+    expect(err.details).toMatchObject({ status: 429, armCode: "TooManyRequests", attempts: 1, why: "retry-after-too-long", retryAfterSeconds: 600, maxRetryAfterSeconds: 60, resource: `${ZONE_SCOPE}/TXT/_acme-challenge.www` });
+    expect(Date.parse(String(err.details.retryAt))).toBeGreaterThan(Date.now() + 590_000);
+    expect(fault.hits).toBe(1);
+    expect(waits).toEqual([]);
+  });
+
+  test("when ARM asks to retry after a short time, the policy waits that long plus at most a second of jitter, and the write goes through", async () => {
+    const fault = fx.arm.faults.add({ method: "PUT", status: 429, times: 2, retryAfterSeconds: 2 });
+    const { waits, timing } = recordedTiming();
+    await dnsZone({ retry: { maxRetries: 4, retryDelayMs: 100, maxRetryDelayMs: 1000 }, retryTiming: timing }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60);
+    expect(fault.hits).toBe(2);
+    expect(waits).toEqual([2050, 2050]);
+    expect(txtValues("_acme-challenge")).toEqual(["v"]);
+  });
+
+  test("when ARM answers 503 without Retry-After, each retry waits a jittered exponential backoff up to its ceiling", async () => {
+    const fault = fx.arm.faults.add({ method: "GET", status: 503, times: 4 });
+    const { waits, timing } = recordedTiming();
+    expect(await dnsZone({ retry: { maxRetries: 4, retryDelayMs: 100, maxRetryDelayMs: 300 }, retryTiming: timing }).nameServers()).toEqual(["ns1-01.azure-dns.test", "ns2-01.azure-dns.test"]);
+    expect(fault.hits).toBe(4);
+    // full jitter at 0.5 of min(300, 100 × 2^(n-1))
+    expect(waits).toEqual([50, 100, 150, 150]);
+  });
+
+  test("when ARM answers 429 to every try, AZURE_THROTTLED says how many tries were made", async () => {
+    const fault = fx.arm.faults.add({ method: "PUT", status: 429, times: Infinity, retryAfterSeconds: 1 });
+    const { waits, timing } = recordedTiming();
+    const err = await amlcertFailure(dnsZone({ retry: { maxRetries: 2, retryDelayMs: 10, maxRetryDelayMs: 40 }, retryTiming: timing }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
+    expect(err.code).toBe("AZURE_THROTTLED");
+    expect(err.message).toBe(
+      `Azure Resource Manager is throttling requests while trying to write TXT record set _acme-challenge in zone ${ZONE}: ARM answered 429 TooManyRequests to all 3 tries (azure.maxRetries 2); it last asked to retry after 1 s`,
+    );
+    expect(err.details).toMatchObject({ attempts: 3, why: "attempts", retryAfterSeconds: 1 });
+    expect(fault.hits).toBe(3);
+    expect(waits).toEqual([1005, 1005]);
+  });
+
+  test("when a try hangs, it is abandoned after azure.requestTimeout and the retry writes the value", async () => {
+    const hung = fx.arm.faults.add({ method: "PUT", pathIncludes: "/TXT/", status: 0, hang: true, times: 1 });
+    try {
+      await dnsZone({ retry: { maxRetries: 2, retryDelayMs: 10, maxRetryDelayMs: 40, timeoutMs: 300 } }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60);
+      expect(hung.hits).toBe(1);
+      expect(txtValues("_acme-challenge")).toEqual(["v"]);
+      expect(fx.arm.requests.filter((r) => r.method === "PUT")).toHaveLength(2);
+    } finally {
+      hung.release();
+    }
+  });
+
+  test("when every try hangs, the error names the request, the bound, the tries and the record set, and nothing was written", async () => {
+    const hung = fx.arm.faults.add({ method: "GET", status: 0, hang: true, times: Infinity });
+    try {
+      const err = await amlcertFailure(dnsZone({ retry: { maxRetries: 1, retryDelayMs: 10, maxRetryDelayMs: 40, timeoutMs: 200 } }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
+      expect(err.code).toBe("AZURE_ERROR");
+      expect(err.stage).toBe("dns-challenge");
+      expect(err.message).toMatch(
+        new RegExp(`^could not read the TXT record set _acme-challenge in zone ${ZONE.replace(".", "\\.")}: ARM did not answer GET /subscriptions/${SUBSCRIPTION}/resourceGroups/${DNS_RG}/providers/Microsoft\\.Network/dnsZones/${ZONE.replace(".", "\\.")}/TXT/_acme-challenge within 0\\.2 s \\(azure\\.requestTimeout\\), 2 tries$`),
+      );
+      expect(err.details).toMatchObject({ timeout: true, timeoutSeconds: 0.2, attempts: 2, method: "GET", resource: `${ZONE_SCOPE}/TXT/_acme-challenge` });
+      expect(hung.hits).toBe(2);
+      expect(fx.arm.requests.filter((r) => r.method === "PUT")).toEqual([]);
+    } finally {
+      hung.release();
+    }
+  });
+
+  test("when the run is cancelled while a try hangs, the call ends with the cancellation and is not retried", async () => {
+    const hung = fx.arm.faults.add({ method: "GET", status: 0, hang: true, times: Infinity });
+    const client = new DnsManagementClient(fx.credential().credential, SUBSCRIPTION, {
+      endpoint: fx.cloud.resourceManagerEndpoint,
+      credentialScopes: [fx.cloud.tokenScope],
+      ...armClientOptions({ maxRetries: 3, timeoutMs: 60_000 }, undefined),
+    });
+    const cancel = new AbortController();
+    try {
+      const call = client.zones.get(DNS_RG, ZONE, { abortSignal: cancel.signal });
+      await expect.poll(() => hung.hits, { timeout: 10_000, interval: 20 }).toBe(1);
+      cancel.abort();
+      await expect(call).rejects.toMatchObject({ name: "AbortError" });
+      expect(hung.hits).toBe(1);
+    } finally {
+      hung.release();
+    }
+  });
+});

@@ -31,11 +31,16 @@ export interface ArmFaultSpec {
   retryAfterSeconds?: number;
   code?: string;
   message?: string;
+  /** hold each matching request unanswered (`status` is not sent) until `release()` or close: a hung ARM. A request
+   * released after its client gave up is dropped; one whose client still waits is then served normally */
+  hang?: boolean;
 }
 
 export interface ArmFaultHandle {
-  /** how many requests this fault has failed so far */
+  /** how many requests this fault has failed (or held) so far */
   readonly hits: number;
+  /** let the requests a `hang` fault holds go on (and stop holding new ones) */
+  release(): void;
   remove(): void;
 }
 
@@ -95,12 +100,17 @@ const DEFAULT_FAULT_CODE: Record<number, string> = {
 interface Fault extends ArmFaultSpec {
   remaining: number;
   hits: number;
+  /** resolves when a hang fault is released */
+  released?: Promise<void>;
+  release?: () => void;
 }
 
 export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer> {
   const { zones, entra } = opts;
   const requests: ArmRequestRecord[] = [];
   const faults: Fault[] = [];
+  /** faults that may hold requests, released on clear() and close() */
+  const holds: Fault[] = [];
   const rbac = createArmRbac();
   const knobs: ExtensionKnobs = {
     lro: { outcome: "Succeeded", pollsBeforeDone: 1, error: { code: "ExtensionOperationFailed", message: "The extension operation failed." } },
@@ -133,13 +143,14 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
     return principal;
   }
 
-  function injectedFault(method: string, path: string): ArmHttpError | undefined {
+  function injectedFault(method: string, path: string): ArmHttpError | Fault | undefined {
     const f = faults.find(
       (x) => x.remaining > 0 && (!x.method || x.method.toUpperCase() === method) && (!x.pathIncludes || path.toLowerCase().includes(x.pathIncludes.toLowerCase())),
     );
     if (!f) return undefined;
     f.remaining -= 1;
     f.hits += 1;
+    if (f.hang) return f;
     const message =
       f.message ??
       (f.status === 429
@@ -184,7 +195,15 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
         record.body = body;
       }
       const fault = injectedFault(method, path);
-      if (fault) throw fault;
+      if (fault instanceof ArmHttpError) throw fault;
+      if (fault) {
+        await fault.released;
+        // the client gave up (its timeout) while the request was held: nobody is left to answer
+        if (res.destroyed || req.socket.destroyed) {
+          res.destroy();
+          return;
+        }
+      }
       const route = dns.route(method, path) ?? extensions.route(method, path);
       if (!route) throw new ArmHttpError(404, "NotFound", `No HTTP resource was found that matches the request URI '${url}${path}'.`);
       record.action = route.action;
@@ -227,10 +246,16 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
     faults: {
       add(spec) {
         const f: Fault = { ...spec, remaining: spec.times ?? 1, hits: 0 };
+        if (spec.hang) f.released = new Promise<void>((resolve) => (f.release = resolve));
         faults.push(f);
+        holds.push(f);
         return {
           get hits() {
             return f.hits;
+          },
+          release() {
+            f.remaining = 0;
+            f.release?.();
           },
           remove() {
             const i = faults.indexOf(f);
@@ -240,6 +265,7 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
       },
       clear() {
         faults.length = 0;
+        for (const f of holds.splice(0)) f.release?.();
       },
     },
     deny: (rule) => rbac.deny(rule),
@@ -251,6 +277,7 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
     settleOperations: () => extensions.settleOperations(),
     requests,
     close() {
+      for (const f of holds.splice(0)) f.release?.();
       return new Promise<void>((resolve) => {
         http.close(() => resolve());
         http.closeAllConnections();
