@@ -7,7 +7,9 @@
  *     lease once the holder releases it or stops renewing it (a crashed run: its CronJob retry pod must renew, not
  *     report "skipped"); a holder still renewing after that, or one holding a longer lease, means the run is skipped;
  *   - within one process, runs on the same cluster take turns (the Lease alone would let the same holder in twice);
- *   - a lease lost while held (another run took it over) aborts the run through the signal `acquire` returns.
+ *   - a lease lost while held (another run took it over) aborts the run through the signal `acquire` returns;
+ *   - a lease held by a process of this same host (pod) that no longer exists (a run killed by SIGKILL or OOM, then
+ *     run again on the same machine) is taken over at once, without waiting for it to lapse (`abandonedBy`).
  */
 import type { Clock } from "../ports.js";
 import type { LeaseAttempt, LeaseLock } from "../kubernetes/lease-lock.js";
@@ -27,6 +29,26 @@ export interface RunLockOptions {
   clock: Clock;
   logger: LogSink;
   durationSeconds?: number;
+  /** is `holder` a process known to be dead (see `deadOnThisHost`)? Its lease is then taken over unexpired. */
+  abandonedBy?: (holder: string) => boolean;
+}
+
+/**
+ * Holder identities are `<pod or host>/<pid>`. Another holder is dead when it names this same pod or host, another
+ * pid, and `alive(pid)` says no such process exists. A holder from another pod (a CronJob's retry pod) is never
+ * judged: its lease must lapse.
+ */
+export function deadOnThisHost(self: string, alive: (pid: number) => boolean): (holder: string) => boolean {
+  const split = (h: string) => {
+    const i = h.lastIndexOf("/");
+    return i < 0 ? undefined : { host: h.slice(0, i), pid: Number(h.slice(i + 1)) };
+  };
+  const me = split(self);
+  return (holder) => {
+    const other = split(holder);
+    if (!me || !other || other.host !== me.host || !Number.isSafeInteger(other.pid) || other.pid <= 0 || other.pid === me.pid) return false;
+    return !alive(other.pid);
+  };
 }
 
 /** A process-wide turn per cluster, and the Lease across processes. */
@@ -65,7 +87,11 @@ export function createRunLock(opts: RunLockOptions): RunLock {
       const deadline = clock.now().getTime() + duration * 1000 + WAIT_SLACK_MS;
       for (let polls = 0; ; polls++) {
         signal?.throwIfAborted();
-        const attempt = await lease.tryAcquire(holder, duration);
+        let attempt = await lease.tryAcquire(holder, duration);
+        if (!attempt.acquired && attempt.holder && opts.abandonedBy?.(attempt.holder)) {
+          logger.warn({ lease: lease.name, holder: attempt.holder }, "the lease is held by a process of this host that no longer exists (a crashed run); taking it over");
+          attempt = await lease.tryAcquire(holder, duration, { takeOverFrom: attempt.holder });
+        }
         if (attempt.acquired) {
           const stop = new AbortController();
           const lost = new AbortController();

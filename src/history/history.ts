@@ -33,6 +33,43 @@ export interface TargetHistory {
   /** the checks of the last attempt that ran them (a skipped attempt keeps the previous values) */
   dnsOk?: boolean;
   servingOk?: boolean;
+  /** a CA said "not before this" (a 429 with a long Retry-After, or the duplicate-certificate limit): a run before it
+   * orders nothing and is skipped (`RateLimited`) unless forced */
+  retryNotBefore?: string;
+  /** certificates ordered for this target within the duplicate-certificate window (./rate-limit.ts), newest last */
+  issued?: Issuance[];
+  /** what the last run placed and has not yet taken back (./journal.ts); absent when nothing is outstanding */
+  journal?: RunJournal;
+}
+
+/** One certificate ordered (counted from just before the order: a run that crashed after finalizing counts too). */
+export interface Issuance {
+  /** ISO timestamp */
+  at: string;
+  /** the exact name set, canonical: lower case, sorted, comma-joined (Let's Encrypt counts per exact set) */
+  names: string;
+}
+
+/** A TXT value a run placed: its record, the zone that holds it, the value. Only values a journal names are ever removed by a later run. */
+export interface JournalTxt {
+  record: string;
+  zone: string;
+  value: string;
+}
+
+/**
+ * What a run placed before relying on it, written before it is placed and dropped once it is taken back or
+ * referenced, so a run that is killed (SIGKILL, OOM, node loss) leaves the next run a list of exactly what to undo.
+ */
+export interface RunJournal {
+  /** the Lease holder of the run that wrote it */
+  holder?: string;
+  /** TXT values added (or about to be) and not yet removed */
+  txt: JournalTxt[];
+  /** an order in flight: its names and when it started (the CA's order URL when the source reports one) */
+  order?: { names: string; at: string; url?: string };
+  /** a secret (slot or version) stored with a new certificate and not yet referenced by the extension */
+  stored?: { secret: string; serial: string; at: string };
 }
 
 /** Where the history lives. One store per cluster; keyed by the target's FQDN. */

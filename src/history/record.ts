@@ -6,7 +6,8 @@
 import { AmlcertError, ExitCode, Stages, type ErrorCode, type Stage } from "../errors.js";
 import type { OutcomeError, RunAction, TargetOutcome } from "../renewal/events.js";
 import { scrub } from "../observability/logger.js";
-import type { TargetHistory } from "./history.js";
+import type { Issuance, JournalTxt, RunJournal, TargetHistory } from "./history.js";
+import { MAX_JOURNAL_TXT } from "./journal.js";
 
 /** Error messages are capped so that one verbose failure cannot grow the history object without bound. */
 export const MAX_ERROR_MESSAGE = 1024;
@@ -32,6 +33,7 @@ function recordedError(e: OutcomeError): OutcomeError {
     stage: e.stage,
     message: message.length > MAX_ERROR_MESSAGE ? `${message.slice(0, MAX_ERROR_MESSAGE - 1)}…` : message,
     exitCode: e.exitCode,
+    ...(e.retryAt ? { retryAt: e.retryAt } : {}),
   };
 }
 
@@ -45,6 +47,9 @@ function recordedError(e: OutcomeError): OutcomeError {
  * The certificate facts are the outcome's when it carries them and kept otherwise; when the outcome names another
  * serial than the history, the facts of the previous certificate (renewAt, notBefore, ...) are dropped, not mixed in.
  * nextAttempt is `nextAttempt`, or absent: a time planned by an earlier run is stale once this one ran.
+ * retryNotBefore is the failure's retryAt (a rate limit), dropped by a success or a failure without one, kept by a skip.
+ * The journal: a finished run has no order in flight; its stored secret is settled once it is the secret in place;
+ * TXT values it could not remove stay for the next run to remove.
  */
 export function nextHistory(previous: TargetHistory | undefined, outcome: TargetOutcome, now: Date, nextAttempt?: Date): TargetHistory {
   const at = now.toISOString();
@@ -56,6 +61,16 @@ export function nextHistory(previous: TargetHistory | undefined, outcome: Target
   if (nextAttempt) next.nextAttempt = nextAttempt.toISOString();
   else delete next.nextAttempt;
   if (outcome.action === "skipped") return next;
+
+  if (outcome.error?.retryAt) next.retryNotBefore = outcome.error.retryAt;
+  else delete next.retryNotBefore;
+  if (next.journal) {
+    const { order: _order, stored, ...rest } = next.journal;
+    const settled = stored !== undefined && outcome.secret === stored.secret;
+    const journal: RunJournal = { ...rest, ...(stored && !settled ? { stored } : {}) };
+    if (journal.txt.length === 0 && !journal.stored) delete next.journal;
+    else next.journal = journal;
+  }
 
   if (isFailure(outcome)) {
     next.consecutiveFailures = (previous?.consecutiveFailures ?? 0) + 1;
@@ -91,7 +106,7 @@ export function encodeHistory(h: TargetHistory): string {
     lastAction: h.lastAction,
     lastReason: h.lastReason,
     consecutiveFailures: h.consecutiveFailures,
-    lastError: h.lastError && { code: h.lastError.code, stage: h.lastError.stage, message: h.lastError.message, exitCode: h.lastError.exitCode },
+    lastError: h.lastError && { code: h.lastError.code, stage: h.lastError.stage, message: h.lastError.message, exitCode: h.lastError.exitCode, retryAt: h.lastError.retryAt },
     nextAttempt: h.nextAttempt,
     serial: h.serial,
     notBefore: h.notBefore,
@@ -100,12 +115,60 @@ export function encodeHistory(h: TargetHistory): string {
     secret: h.secret,
     dnsOk: h.dnsOk,
     servingOk: h.servingOk,
+    retryNotBefore: h.retryNotBefore,
+    issued: h.issued?.map((i) => ({ at: i.at, names: i.names })),
+    journal: h.journal && {
+      holder: h.journal.holder,
+      txt: h.journal.txt.map((t) => ({ record: t.record, zone: t.zone, value: t.value })),
+      order: h.journal.order && { names: h.journal.order.names, at: h.journal.order.at, url: h.journal.order.url },
+      stored: h.journal.stored && { secret: h.journal.stored.secret, serial: h.journal.stored.serial, at: h.journal.stored.at },
+    },
   });
 }
 
 export type DecodedHistory = { history: TargetHistory } | { problem: string };
 
-const TIME_FIELDS = ["lastAttempt", "lastSuccess", "lastFailure", "nextAttempt", "notBefore", "notAfter", "renewAt"] as const;
+const TIME_FIELDS = ["lastAttempt", "lastSuccess", "lastFailure", "nextAttempt", "notBefore", "notAfter", "renewAt", "retryNotBefore"] as const;
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const isTime = (v: unknown): v is string => typeof v === "string" && !Number.isNaN(Date.parse(v));
+const isText = (v: unknown): v is string => typeof v === "string" && v.length > 0;
+
+function decodeIssued(v: unknown): Issuance[] | string {
+  if (!Array.isArray(v)) return "issued is not a list";
+  const out: Issuance[] = [];
+  for (const i of v) {
+    if (!isObj(i) || !isTime(i.at) || !isText(i.names)) return "issued has an entry without a timestamp `at` and `names`";
+    out.push({ at: i.at, names: i.names });
+  }
+  return out;
+}
+
+function decodeJournal(v: unknown): RunJournal | string {
+  if (!isObj(v)) return "journal is not an object";
+  if (!Array.isArray(v.txt) || v.txt.length > MAX_JOURNAL_TXT) return `journal.txt is not a list of at most ${MAX_JOURNAL_TXT} values`;
+  const txt: JournalTxt[] = [];
+  for (const t of v.txt) {
+    if (!isObj(t) || !isText(t.record) || !isText(t.zone) || !isText(t.value)) return "journal.txt has an entry without record, zone and value";
+    txt.push({ record: t.record, zone: t.zone, value: t.value });
+  }
+  const j: RunJournal = { txt };
+  if (v.holder !== undefined) {
+    if (typeof v.holder !== "string") return "journal.holder is not a string";
+    j.holder = v.holder;
+  }
+  if (v.order !== undefined) {
+    const o = v.order;
+    if (!isObj(o) || !isText(o.names) || !isTime(o.at) || (o.url !== undefined && typeof o.url !== "string")) return "journal.order is not an object with names and at";
+    j.order = { names: o.names, at: o.at, ...(typeof o.url === "string" ? { url: o.url } : {}) };
+  }
+  if (v.stored !== undefined) {
+    const st = v.stored;
+    if (!isObj(st) || !isText(st.secret) || typeof st.serial !== "string" || !isTime(st.at)) return "journal.stored is not an object with secret, serial and at";
+    j.stored = { secret: st.secret, serial: st.serial, at: st.at };
+  }
+  return j;
+}
 const TEXT_FIELDS = ["lastReason", "serial", "secret"] as const;
 const FLAG_FIELDS = ["dnsOk", "servingOk"] as const;
 
@@ -156,7 +219,17 @@ export function decodeHistory(fqdn: string, text: string): DecodedHistory {
     }
     // an unknown stage is kept as written (a newer amlcert may have more); a missing exit code is derived from the registry
     const exitCode = typeof e.exitCode === "number" && Number.isSafeInteger(e.exitCode) ? e.exitCode : errorExitCode(e.code, e.stage);
-    h.lastError = { code: e.code, stage: e.stage as OutcomeError["stage"], message: e.message, exitCode };
+    h.lastError = { code: e.code, stage: e.stage as OutcomeError["stage"], message: e.message, exitCode, ...(isTime(e.retryAt) ? { retryAt: e.retryAt } : {}) };
+  }
+  if (o.issued !== undefined) {
+    const issued = decodeIssued(o.issued);
+    if (typeof issued === "string") return { problem: issued };
+    h.issued = issued;
+  }
+  if (o.journal !== undefined) {
+    const journal = decodeJournal(o.journal);
+    if (typeof journal === "string") return { problem: journal };
+    h.journal = journal;
   }
   return { history: h };
 }

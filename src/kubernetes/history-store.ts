@@ -6,7 +6,8 @@
  * processes) updating at once both land: the loser of a race gets 409, reads again and re-applies its change to the
  * winner's state, a bounded number of times. The ConfigMap is created on the first update when it does not exist
  * (a 409 on create means another run created it first: read it and replace). The calls are get and update on the
- * ConfigMap by name and create on configmaps: see deploy/rbac.yaml. Never list, patch, watch or delete.
+ * ConfigMap by name (the manifests in deploy/ create it, so the default Role has no create); create on configmaps
+ * only when it is missing (self-hosted), and a 403 there says to apply the manifests. Never list, patch, watch or delete.
  *
  * A stored value that is not a history (hand-edited, truncated) is logged as a warning and read as no history; the
  * next update overwrites it. It never fails a run.
@@ -18,6 +19,17 @@ import { decodeHistory, encodeHistory } from "../history/record.js";
 import { LABEL_MANAGED_BY, MANAGED_BY } from "../labels.js";
 import { systemClock, type Clock, type RequestObserver } from "../ports.js";
 import { apiFailure, kubeError, lazyKubeApis, type KubeCall, type KubeLogger, type KubeSource } from "./kube-client.js";
+
+/** An object the manifests create is missing, and amlcert may not create it (403): say which, and how to fix it. */
+export function missingObject(kind: string, name: string, namespace: string, resource: string, cause: unknown): AmlcertError {
+  return new AmlcertError(
+    "KUBE_FORBIDDEN",
+    "preflight",
+    `${kind} "${name}" does not exist in namespace "${namespace}", and amlcert may not create it (403 Forbidden on create ${resource}). ` +
+      `Apply the manifests in deploy/ (they create it, e.g. kubectl apply -k deploy/overlays/cronjob), or grant create on ${resource} in namespace "${namespace}"`,
+    { cause, details: { kind, name, namespace } },
+  );
+}
 
 /** the name deploy/rbac.yaml allows get/update on (config `history.configMap`) */
 export const DEFAULT_HISTORY_CONFIGMAP = "amlcert-history";
@@ -67,6 +79,7 @@ export function createHistoryStore(opts: HistoryStoreOptions): HistoryStore {
   const apis = lazyKubeApis(opts.source, opts.requestTimeoutMs, opts.requests);
 
   const fail = (err: unknown, verb: string): AmlcertError => {
+    if (verb === "create" && apiFailure(err)?.code === 403) return missingObject("ConfigMap", name, namespace, "configmaps", err);
     const a = apis();
     const c: KubeCall = { verb, resource: "configmaps", name, namespace, stage: "preflight" };
     return kubeError(err, c, { server: a.server, context: a.context, rbacHint });

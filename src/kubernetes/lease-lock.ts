@@ -3,12 +3,14 @@
  * client-go's leader election uses it: the holder writes holderIdentity, leaseDurationSeconds and renewTime; another
  * holder may take the lease over only once renewTime + leaseDurationSeconds has passed; every write carries the
  * resourceVersion that was read, so of two runs racing for the lease exactly one wins (the other gets 409 and
- * backs off). Needs get/update on the Lease (by name) and create on leases: see deploy/rbac.yaml.
+ * backs off). Needs get/update on the Lease (by name): the manifests in deploy/ create it; create on leases only when
+ * it is missing (self-hosted), and a 403 there says to apply the manifests.
  */
 import { V1MicroTime, type V1Lease, type V1LeaseSpec } from "@kubernetes/client-node";
 import { AmlcertError } from "../errors.js";
 import { systemClock, type Clock } from "../ports.js";
 import type { RequestObserver } from "../ports.js";
+import { missingObject } from "./history-store.js";
 import { apiFailure, kubeError, lazyKubeApis, type KubeCall, type KubeLogger, type KubeSource } from "./kube-client.js";
 
 export interface LeaseAttempt {
@@ -20,8 +22,9 @@ export interface LeaseAttempt {
 
 export interface LeaseLock {
   readonly name: string;
-  /** Take or renew the lease for `holder`. Not acquired when another holder's lease has not expired, or another run won a race. */
-  tryAcquire(holder: string, ttlSeconds: number): Promise<LeaseAttempt>;
+  /** Take or renew the lease for `holder`. Not acquired when another holder's lease has not expired, or another run won a race.
+   * `takeOverFrom`: that holder is known to be dead (a crashed process on this host), so its lease is taken over unexpired. */
+  tryAcquire(holder: string, ttlSeconds: number, opts?: { takeOverFrom?: string }): Promise<LeaseAttempt>;
   /** tryAcquire, as a yes or no */
   acquire(holder: string, ttlSeconds: number): Promise<boolean>;
   /** Give the lease up if this lock still holds it (best effort: logs and never throws). */
@@ -60,6 +63,7 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
   let heldBy: string | undefined;
 
   const fail = (err: unknown, verb: string): AmlcertError => {
+    if (verb === "create" && apiFailure(err)?.code === 403) return missingObject("Lease", name, namespace, "leases (coordination.k8s.io)", err);
     const a = apis();
     const c: KubeCall = { verb, resource: "leases", group: "coordination.k8s.io", name, namespace, stage: "preflight" };
     return kubeError(err, c, { server: a.server, context: a.context, rbacHint });
@@ -76,7 +80,7 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
 
   const micro = (ms: number) => new V1MicroTime(ms);
 
-  const tryAcquire = async (holder: string, ttlSeconds: number): Promise<LeaseAttempt> => {
+  const tryAcquire = async (holder: string, ttlSeconds: number, opts: { takeOverFrom?: string } = {}): Promise<LeaseAttempt> => {
     if (!holder) throw new AmlcertError("INTERNAL", "preflight", "lease holder identity must not be empty");
     const duration = Math.max(1, Math.ceil(ttlSeconds));
     const now = clock.now().getTime();
@@ -98,7 +102,7 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
     const current = spec.holderIdentity ?? "";
     const renewed = timeOf(spec.renewTime) ?? timeOf(spec.acquireTime);
     const expiresAt = renewed === undefined ? 0 : renewed + (spec.leaseDurationSeconds ?? 0) * 1000;
-    if (current && current !== holder && expiresAt > now) {
+    if (current && current !== holder && expiresAt > now && current !== opts.takeOverFrom) {
       logger.info({ lease: name, namespace, holder: current, expiresAt: new Date(expiresAt).toISOString() }, "lease is held by another run");
       return { acquired: false, holder: current, expiresAt };
     }

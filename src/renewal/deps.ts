@@ -2,6 +2,23 @@
 import type { CertificateSource, Clock, DnsLookup, DnsZone, ExtensionClient, KubeCluster, TlsProbe } from "../ports.js";
 import type { Logger } from "../observability/logger.js";
 import type { EventSink } from "./events.js";
+import type { JournalTxt, TargetHistory } from "../history/history.js";
+import type { HistoryChange } from "../history/journal.js";
+
+/**
+ * The target's durable history as the run's journal (C2, src/history/journal.ts): read once by reconcile, changed
+ * in batches. Built by compose.ts over the history ConfigMap.
+ */
+export interface RunJournalPort {
+  /** the target's history as the run finds it, its journal included (undefined: none yet, or unreadable) */
+  read(): Promise<TargetHistory | undefined>;
+  /** change the durable history; changes made while a write is in flight are written together. Rejects when the write failed. */
+  change(change: HistoryChange): Promise<TargetHistory>;
+  /** remove a TXT value a journal names, from its zone (logs, never throws; the journal entry is dropped once removed) */
+  removeTxt(t: JournalTxt): Promise<void>;
+  /** this process's Lease holder identity, recorded with what the run places */
+  holder?: string;
+}
 
 /** Mutual exclusion between runs on one cluster (a Kubernetes Lease). */
 export interface RunLock {
@@ -29,6 +46,8 @@ export interface RenewDeps {
   logger: Logger;
   /** subscribers to the run's events (logger summary, Kubernetes Events, metrics, history) */
   events?: EventSink[];
+  /** the run journal (crash recovery, rate-limit state): src/renewal/reconcile.ts */
+  journal?: RunJournalPort;
 }
 
 export interface RenewSettings {
@@ -36,7 +55,8 @@ export interface RenewSettings {
   /** fqdn first, then extra SANs */
   names: string[];
   secretName: string;
-  secretMode: "versioned" | "fixed";
+  /** slots (default): two fixed secrets <secretName>-a/-b; versioned: a new secret per certificate; fixed: <secretName> */
+  secretMode: "slots" | "versioned" | "fixed";
   keepPrevious: number;
   /** the configured certificate key type (acme.keyType): a stored certificate of another type is not reused */
   keyType?: string;
@@ -51,4 +71,8 @@ export interface RenewSettings {
   resolvers?: string[];
   verifyTimeoutMs: number;
   verifyIntervalMs: number;
+  /** how long to wait for a busy extension (an operation Updating/Creating/Deleting) before skipping; default 10 min */
+  extensionBusyTimeoutMs?: number;
+  /** between reads of a busy extension; default 15 s */
+  extensionBusyIntervalMs?: number;
 }

@@ -2,6 +2,9 @@
  * DNS-01 through Azure DNS: find the record that really holds the challenge (following a `_acme-challenge` CNAME
  * into a delegated validation zone), append our value, and wait until every authoritative server of that zone
  * serves it. If the wait fails, the value is removed again before the error propagates.
+ *
+ * With a journal (src/history/journal.ts), each value is recorded durably BEFORE it is added and dropped after it
+ * is removed, so a run killed in between leaves the next run the exact value to remove (src/renewal/reconcile.ts).
  */
 import { AmlcertError, atStage } from "../errors.js";
 import type { Clock, DnsChallengeSolver, DnsLookup, DnsZone, PresentedTxt } from "../ports.js";
@@ -18,8 +21,18 @@ export interface DnsSolverDeps {
   txtTtlSeconds: number;
   propagationTimeoutMs: number;
   propagationIntervalMs: number;
+  /** dns.propagationSettle: a fixed wait once every server serves the value (default 0) */
+  propagationSettleMs?: number;
   clock: Clock;
   logger: Logger;
+  /** told before a value is added and after it is removed; a journal that cannot be written is the journal's to report, never the order's */
+  journal?: TxtJournal;
+}
+
+/** Where the solver records its values (the target's run journal). Both calls resolve even when the write failed. */
+export interface TxtJournal {
+  placing(t: PresentedTxt): Promise<void>;
+  removed(t: PresentedTxt): Promise<void>;
 }
 
 const MAX_CNAME_HOPS = 8;
@@ -81,6 +94,7 @@ export function createDnsSolver(deps: DnsSolverDeps): DnsSolver {
     try {
       await zone.removeTxtValue(handle.recordFqdn, handle.value);
       logger.info({ stage: "dns-challenge", record: handle.recordFqdn }, "TXT value removed");
+      await deps.journal?.removed(handle);
     } catch (err) {
       // Cleanup runs on the failure path too; a failed removal must not hide the original error.
       logger.warn({ stage: "dns-challenge", record: handle.recordFqdn, err }, "could not remove our TXT value; remove it by hand");
@@ -91,13 +105,14 @@ export function createDnsSolver(deps: DnsSolverDeps): DnsSolver {
     async present(recordName, value, signal) {
       signal?.throwIfAborted();
       const { fqdn, zone } = await challengeRecord(recordName);
+      const handle: PresentedTxt = { recordFqdn: fqdn, value, zone: zone.zone };
+      await deps.journal?.placing(handle);
       try {
         await zone.addTxtValue(fqdn, value, deps.txtTtlSeconds);
       } catch (err) {
         throw atStage(err, "dns-challenge");
       }
       logger.info({ stage: "dns-challenge", record: fqdn, zone: zone.zone, value: `${value.slice(0, 8)}…` }, "TXT value added");
-      const handle: PresentedTxt = { recordFqdn: fqdn, value, zone: zone.zone };
       outstanding.add(handle);
       try {
         const servers = await deps.nameServersOf(zone);
@@ -108,6 +123,7 @@ export function createDnsSolver(deps: DnsSolverDeps): DnsSolver {
           servers,
           timeoutMs: deps.propagationTimeoutMs,
           intervalMs: deps.propagationIntervalMs,
+          settleMs: deps.propagationSettleMs,
           clock: deps.clock,
           logger,
           signal,

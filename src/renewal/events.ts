@@ -14,6 +14,8 @@ export interface OutcomeError {
   message: string;
   /** the documented exit code this failure maps to (src/errors.ts ExitCode): 1 for an internal error */
   exitCode: number;
+  /** a rate limit said "not before this" (ISO; from the error's details.retryAt): the next run waits for it */
+  retryAt?: string;
 }
 
 /** The facts of one run for one target: what the CLI prints, what the history and the metrics record. */

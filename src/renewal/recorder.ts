@@ -25,7 +25,9 @@ export function certificateFacts(leaf: CertificateInfo, renewBeforeMs?: number):
 /** Any thrown value as the outcome's error: amlcert's own errors keep their code; anything else is an internal error (exit 1). */
 export function outcomeError(err: unknown, stage: Stage): OutcomeError {
   const e = err instanceof AmlcertError ? err : atStage(err, stage);
-  return { code: e.code, stage: e.stage, message: e.message, exitCode: e.exitCode };
+  const retryAt = e.details?.retryAt;
+  const valid = typeof retryAt === "string" && !Number.isNaN(Date.parse(retryAt));
+  return { code: e.code, stage: e.stage, message: e.message, exitCode: e.exitCode, ...(valid ? { retryAt: new Date(retryAt).toISOString() } : {}) };
 }
 
 /** The outcome of a run, from its events alone. */
@@ -110,8 +112,10 @@ export class RunRecorder {
     return outcome;
   }
 
-  /** LockHeld: another run holds the Lease. Stopped: this process is stopping (SIGTERM); nothing was concluded. */
-  skipped(because: "LockHeld" | "Stopped" = "LockHeld"): Promise<TargetOutcome> {
+  /** LockHeld: another run holds the Lease. Stopped: this process is stopping (SIGTERM); nothing was concluded.
+   * RateLimited: a CA said not before a time that has not come (the history's retryNotBefore); nothing was ordered. */
+  skipped(because: "LockHeld" | "Stopped" | "RateLimited" | "ExtensionBusy" = "LockHeld"): Promise<TargetOutcome> {
+    if (because === "RateLimited") this.logger.warn({ fqdn: this.fqdn, stage: "preflight" }, "skipped: a rate limit says not to order before the time recorded in the history (--force orders anyway)");
     if (because === "Stopped") this.logger.warn({ fqdn: this.fqdn, stage: this.current }, `stopped during ${this.current}; the next run starts over`);
     return this.finish("skipped", undefined, because);
   }

@@ -17,28 +17,74 @@
  * wait, removes what it placed, releases the lock and reports itself skipped ("Stopped").
  */
 import type { RenewDeps, RenewSettings } from "./deps.js";
-import type { TargetOutcome } from "./events.js";
-import { inspectTarget } from "./inspect.js";
+import type { EventSink, RenewalEvent, TargetOutcome } from "./events.js";
+import { AmlcertError } from "../errors.js";
+import { inspectTarget, preflightExtension, waitWhileBusy } from "./inspect.js";
 import { obtainVersion } from "./obtain.js";
 import { pruneVersions } from "./prune.js";
 import { certificateFacts, RunRecorder } from "./recorder.js";
 import { confirmRolledOut, redriveFailedExtension, rollOut } from "./rollout.js";
 import { precheckDns } from "./verify-dns.js";
+import { journaledSource, journalStored, reconcile, settleStored } from "./reconcile.js";
 import { verifyInPlace, verifyRollout } from "./verify-rollout.js";
 
+/**
+ * The subscribers see a run only once it got past the read-only preflight: a target amlcert refuses (TLS off, not the
+ * Azure ML extension) leaves no Kubernetes Event and no history, as it takes no Lease. Until then events are held.
+ */
+function gated(sinks: EventSink[]): { sink: EventSink; open(): void; drop(): void } {
+  let state: "holding" | "open" | "dropped" = "holding";
+  let held: RenewalEvent[] = [];
+  const deliver = (e: RenewalEvent) => Promise.all(sinks.map(async (k) => k(e))).then(() => undefined);
+  return {
+    sink: (e) => {
+      if (state === "dropped") return undefined;
+      if (state === "holding") {
+        held.push(e);
+        return undefined;
+      }
+      const backlog = held;
+      held = [];
+      return backlog.reduce<Promise<void>>((p, h) => p.then(() => deliver(h)), Promise.resolve()).then(() => deliver(e));
+    },
+    open: () => {
+      if (state === "holding") state = "open";
+    },
+    drop: () => {
+      state = "dropped";
+      held = [];
+    },
+  };
+}
+
+const REFUSALS = new Set(["EXTENSION_INSECURE", "EXTENSION_WRONG_TYPE"]);
+
 export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: AbortSignal): Promise<TargetOutcome> {
-  const run = new RunRecorder(s.fqdn, deps.clock, deps.events ?? [], deps.logger);
+  const gate = gated(deps.events ?? []);
+  const run = new RunRecorder(s.fqdn, deps.clock, [gate.sink], deps.logger);
   let signal = stop;
   try {
     if (deps.ready) await run.stage("preflight", deps.ready);
+    // read-only, before the Lease: a refusal writes nothing; a busy extension is waited for before anything is placed
+    const extension = await run.stage("preflight", () => preflightExtension(deps)).catch((err: unknown) => {
+      if (err instanceof AmlcertError && REFUSALS.has(err.code)) gate.drop();
+      throw err;
+    });
+    gate.open();
+    if (!(await run.stage("preflight", () => waitWhileBusy(deps, s, extension, stop)))) return await run.skipped("ExtensionBusy");
     if (deps.lock) {
       signal = await run.stage("preflight", () => deps.lock!.acquire(stop));
       if (!signal) return await run.skipped();
     }
   } catch (err) {
+    gate.open(); // a failure that is not a refusal is reported as ever (a dropped gate stays dropped)
     return await run.interrupted(err, stop);
   }
   try {
+    // what a crashed run left (its journal): TXT values removed, a stored secret handed on; a CA's "not before" kept
+    const recovered = await reconcile(deps, s); // never throws: a journal it cannot read or write is a warning
+    if (recovered.rateLimitedUntil) return await run.skipped("RateLimited");
+    deps = { ...deps, source: journaledSource(deps, s) };
     const inspection = await run.stage("preflight", () => inspectTarget(deps, s));
     for (const w of inspection.warnings) deps.logger.warn({ stage: "preflight", fqdn: s.fqdn }, w);
     run.planned(inspection.decision, inspection.currentSecretName, s.renewBeforeMs);
@@ -50,11 +96,13 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
       if (redriven) run.emit("rolled-out", redriven);
       await verifyInPlace(run, deps, s, inspection, dns.ok, redriven?.changed ?? false, signal);
       await confirmRolledOut(deps, s, inspection);
+      if (recovered.stored) await run.stage("prune", () => settleStored(deps, s, inspection, recovered));
       return await run.succeeded(false);
     }
 
     const version = await obtainVersion(run, deps, s, inspection, signal);
     run.emit("stored", { secret: version.name, reused: version.reused, certificate: certificateFacts(version.leaf, s.renewBeforeMs) });
+    await journalStored(deps, s, inspection, { name: version.name, serial: version.leaf.serialNumber });
     const rollout = await run.stage("extension", () => rollOut(deps, s, inspection, version, signal));
     run.emit("rolled-out", rollout);
     await verifyRollout(run, deps, s, inspection, version, rollout.changed, signal);

@@ -13,6 +13,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { TargetHistory } from "../../src/history/history.js";
 import { nextHistory } from "../../src/history/record.js";
 import { createHistoryStore, historyKey } from "../../src/kubernetes/history-store.js";
+import { createLeaseLock } from "../../src/kubernetes/lease-lock.js";
 import type { KubeLogger, KubeSource } from "../../src/kubernetes/kube-client.js";
 import type { Clock } from "../../src/ports.js";
 import type { TargetOutcome } from "../../src/renewal/events.js";
@@ -184,6 +185,51 @@ describe("history ConfigMap against the API server stand-in, as the amlcert Serv
     );
     expect(err.message).toContain('User "system:serviceaccount:azureml:amlcert" cannot get resource "configmaps"');
     expect(kube.store.peek("configmaps", NS, "my-history")).toBeUndefined();
+  });
+
+  it("when the ConfigMap was created empty by the manifests, an update needs only get and update on it, and keeps its labels", async () => {
+    putMap({}, { "app.kubernetes.io/part-of": "amlcert" });
+    (stored() as { data?: unknown }).data = undefined;
+    kube.requests.length = 0;
+    const written = await store().update(A, (prev) => nextHistory(prev, failure(A), t0));
+    expect(calls()).toEqual(["get 200", "update 200"]);
+    expect(storedHistory(A)).toEqual(written);
+    expect(stored()!.metadata.labels).toEqual({ "app.kubernetes.io/part-of": "amlcert" });
+  });
+
+  it("when the ConfigMap is missing and creating it is forbidden, the error names the ConfigMap and says to apply the manifests in deploy/", async () => {
+    kube.faults.add({ method: "POST", pathIncludes: "/configmaps", status: 403, times: Infinity });
+    const err = await amlcertFailure(store().update(A, (prev) => nextHistory(prev, failure(A), t0)));
+    expect(err).toMatchObject({ code: "KUBE_FORBIDDEN", stage: "preflight" });
+    expect(err.message).toBe(
+      'ConfigMap "amlcert-history" does not exist in namespace "azureml", and amlcert may not create it (403 Forbidden on create configmaps). ' +
+        'Apply the manifests in deploy/ (they create it, e.g. kubectl apply -k deploy/overlays/cronjob), or grant create on configmaps in namespace "azureml"',
+    );
+    expect(stored()).toBeUndefined();
+  });
+
+  it("when the Lease is missing and creating it is forbidden, acquiring fails naming the Lease and saying to apply the manifests in deploy/", async () => {
+    kube.deleteObject("coordination.k8s.io/v1", "Lease", NS, "amlcert");
+    kube.faults.add({ method: "POST", pathIncludes: "/leases", status: 403, times: Infinity });
+    const lease = createLeaseLock({ source: saSource, namespace: NS, logger: log, clock });
+    const err = await amlcertFailure(lease.tryAcquire("pod-a/1", 90));
+    expect(err).toMatchObject({ code: "KUBE_FORBIDDEN", stage: "preflight" });
+    expect(err.message).toBe(
+      'Lease "amlcert" does not exist in namespace "azureml", and amlcert may not create it (403 Forbidden on create leases (coordination.k8s.io)). ' +
+        'Apply the manifests in deploy/ (they create it, e.g. kubectl apply -k deploy/overlays/cronjob), or grant create on leases (coordination.k8s.io) in namespace "azureml"',
+    );
+  });
+
+  it("when a crashed holder's unexpired Lease names a dead process of this host, the lock is taken over (takeOverFrom); another holder's is not", async () => {
+    kube.deleteObject("coordination.k8s.io/v1", "Lease", NS, "amlcert");
+    const crashed = createLeaseLock({ source: saSource, namespace: NS, logger: log, clock });
+    expect(await crashed.acquire("pod-a/7", 90)).toBe(true);
+    const rerun = createLeaseLock({ source: saSource, namespace: NS, logger: log, clock });
+    expect(await rerun.tryAcquire("pod-a/8", 90)).toMatchObject({ acquired: false, holder: "pod-a/7" });
+    expect(await rerun.tryAcquire("pod-a/8", 90, { takeOverFrom: "pod-b/7" })).toMatchObject({ acquired: false, holder: "pod-a/7" });
+    expect(await rerun.tryAcquire("pod-a/8", 90, { takeOverFrom: "pod-a/7" })).toEqual({ acquired: true });
+    expect((kube.store.peek("leases", NS, "amlcert") as { spec: { holderIdentity: string; leaseTransitions: number } }).spec).toMatchObject({ holderIdentity: "pod-a/8", leaseTransitions: 1 });
+    await rerun.release();
   });
 
   it("when the Role has no ConfigMap rules, reading the history fails with KUBE_FORBIDDEN naming the rule", async () => {

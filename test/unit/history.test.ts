@@ -161,4 +161,54 @@ describe("encodeHistory / decodeHistory", () => {
   it("when the stored text has fields this version does not know, they are dropped and the rest is read", () => {
     expect(decodeHistory(FQDN, '{"consecutiveFailures":3,"serial":"0C","futureField":{"a":1}}')).toEqual({ history: { fqdn: FQDN, consecutiveFailures: 3, serial: "0C" } });
   });
+
+  it("keeps the rate-limit state, the issuance list and the journal through encode and decode", () => {
+    const h: TargetHistory = {
+      fqdn: FQDN,
+      consecutiveFailures: 1,
+      lastError: { code: "ACME_RATE_LIMITED", stage: "acme-order", message: "429", exitCode: 3, retryAt: "2026-11-02T06:00:00.000Z" },
+      retryNotBefore: "2026-11-02T06:00:00.000Z",
+      issued: [{ at: "2026-11-01T00:00:00.000Z", names: FQDN }],
+      journal: {
+        holder: "pod-a/7",
+        txt: [{ record: `_acme-challenge.${FQDN}`, zone: "contoso.test", value: "v1" }],
+        order: { names: FQDN, at: "2026-11-01T00:00:00.000Z" },
+        stored: { secret: "aml-tls-b", serial: "0B", at: "2026-11-01T00:01:00.000Z" },
+      },
+    };
+    expect(decodeHistory(FQDN, encodeHistory(h))).toEqual({ history: h });
+  });
+
+  it("when the journal or the issuance list is not what amlcert writes, the problem is named", () => {
+    const text = (o: object) => JSON.stringify({ consecutiveFailures: 0, ...o });
+    expect(decodeHistory(FQDN, text({ journal: [] }))).toEqual({ problem: "journal is not an object" });
+    expect(decodeHistory(FQDN, text({ journal: { txt: [{ record: "r", zone: "z" }] } }))).toEqual({ problem: "journal.txt has an entry without record, zone and value" });
+    expect(decodeHistory(FQDN, text({ journal: { txt: Array.from({ length: 201 }, () => ({ record: "r", zone: "z", value: "v" })) } }))).toEqual({ problem: "journal.txt is not a list of at most 200 values" });
+    expect(decodeHistory(FQDN, text({ journal: { txt: [], stored: { secret: "s" } } }))).toEqual({ problem: "journal.stored is not an object with secret, serial and at" });
+    expect(decodeHistory(FQDN, text({ journal: { txt: [], order: { names: FQDN, at: "soon" } } }))).toEqual({ problem: "journal.order is not an object with names and at" });
+    expect(decodeHistory(FQDN, text({ issued: [{ at: "x", names: FQDN }] }))).toEqual({ problem: "issued has an entry without a timestamp `at` and `names`" });
+    expect(decodeHistory(FQDN, text({ retryNotBefore: "later" }))).toEqual({ problem: "retryNotBefore is not a timestamp" });
+  });
+});
+
+describe("nextHistory: rate limits and the journal", () => {
+  const limited = outcome({ action: "failed", reason: "InRenewalWindow", error: { code: "ACME_RATE_LIMITED", stage: "acme-order", message: "429", exitCode: 3, retryAt: "2026-11-05T00:00:00.000Z" } });
+
+  it("when a run fails with a rate limit's retryAt, records it as retryNotBefore; a skipped run keeps it; a success drops it", () => {
+    const h1 = nextHistory(undefined, limited, t0);
+    expect(h1).toMatchObject({ retryNotBefore: "2026-11-05T00:00:00.000Z", consecutiveFailures: 1, lastError: { retryAt: "2026-11-05T00:00:00.000Z" } });
+    const h2 = nextHistory(h1, outcome({ action: "skipped", reason: "RateLimited" }), t1);
+    expect(h2).toMatchObject({ retryNotBefore: "2026-11-05T00:00:00.000Z", consecutiveFailures: 1, lastReason: "RateLimited" });
+    const h3 = nextHistory(h2, renewed, t2);
+    expect(h3.retryNotBefore).toBeUndefined();
+    expect(nextHistory(h1, failed, t1).retryNotBefore).toBeUndefined();
+  });
+
+  it("when a run finishes, its order is over; its stored secret is forgotten once it is the secret in place, kept otherwise; TXT values it could not remove stay", () => {
+    const txt = [{ record: `_acme-challenge.${FQDN}`, zone: "contoso.test", value: "v" }];
+    const journal = { txt: [], order: { names: FQDN, at: t0.toISOString() }, stored: { secret: renewed.secret!, serial: "0A", at: t0.toISOString() } };
+    expect(nextHistory({ fqdn: FQDN, consecutiveFailures: 0, journal }, renewed, t1).journal).toBeUndefined();
+    expect(nextHistory({ fqdn: FQDN, consecutiveFailures: 0, journal }, { ...failed, secret: "aml-tls-old" }, t1).journal).toEqual({ txt: [], stored: journal.stored });
+    expect(nextHistory({ fqdn: FQDN, consecutiveFailures: 0, journal: { txt } }, renewed, t1).journal).toEqual({ txt });
+  });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createRunLock, LEASE_DURATION_SECONDS } from "../../src/app/run-lock.js";
+import { createRunLock, deadOnThisHost, LEASE_DURATION_SECONDS } from "../../src/app/run-lock.js";
 import type { LeaseAttempt, LeaseLock } from "../../src/kubernetes/lease-lock.js";
 import { silentLogger } from "../support/fakes.js";
 import { VirtualClock } from "../support/virtual-clock.js";
@@ -15,10 +15,10 @@ class MemoryLease implements LeaseLock {
   readonly attempts: { holder: string; at: number; acquired: boolean }[] = [];
   releases = 0;
   constructor(private readonly clock: VirtualClock) {}
-  async tryAcquire(holder: string, ttlSeconds: number): Promise<LeaseAttempt> {
+  async tryAcquire(holder: string, ttlSeconds: number, opts: { takeOverFrom?: string } = {}): Promise<LeaseAttempt> {
     const now = this.clock.now().getTime();
     const expiresAt = this.renewedAt + this.duration * 1000;
-    if (this.holder && this.holder !== holder && expiresAt > now) {
+    if (this.holder && this.holder !== holder && expiresAt > now && this.holder !== opts.takeOverFrom) {
       this.attempts.push({ holder, at: now, acquired: false });
       return { acquired: false, holder: this.holder, expiresAt };
     }
@@ -131,5 +131,29 @@ describe("run lock over the cluster Lease", () => {
     expect(order).toEqual(["first-release", "second:true"]);
     expect(lease.holder).toBe("pod-a/1");
     await lock.release();
+  });
+
+  it("when the lease is held by a process of this same host that no longer exists (a crashed run), takes it over at once without waiting", async () => {
+    const clock = new VirtualClock(T0);
+    const lease = new MemoryLease(clock);
+    Object.assign(lease, { holder: "pod-a/7", renewedAt: T0.getTime() - 1_000, duration: 90 });
+    const lock = createRunLock({ lease, holder: "pod-a/1", clock, logger: silentLogger(), abandonedBy: deadOnThisHost("pod-a/1", (pid) => pid !== 7) });
+
+    expect(await lock.acquire()).toBeInstanceOf(AbortSignal);
+
+    expect(lease.holder).toBe("pod-a/1");
+    expect(clock.now()).toEqual(T0);
+    await lock.release();
+  });
+
+  it("judges only holders of this host with another pid: another pod's, its own pid's, a live pid's or an unparsable holder's lease must lapse", () => {
+    const dead = deadOnThisHost("pod-a/1", (pid) => pid === 9);
+    expect(dead("pod-a/7")).toBe(true);
+    expect(dead("pod-a/9")).toBe(false);
+    expect(dead("pod-b/7")).toBe(false);
+    expect(dead("pod-a/1")).toBe(false);
+    expect(dead("pod-a/x")).toBe(false);
+    expect(dead("pod-a")).toBe(false);
+    expect(deadOnThisHost("no-pid", () => false)("no-pid/3")).toBe(false);
   });
 });
