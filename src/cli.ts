@@ -7,11 +7,12 @@
 import { parseArgs } from "node:util";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { loadConfig } from "./config/load.js";
 import { AmlcertError, ExitCode, isAmlcertError } from "./errors.js";
-import { createLogger, type Logger } from "./observability/logger.js";
+import type { Logger } from "./observability/logger.js";
 import { systemClock } from "./ports.js";
-import { daemonCommand, planCommand, renewCommand, SIGNAL_EXIT, statusCommand, type CommandContext } from "./cli/commands.js";
+import type { CommandContext } from "./cli/commands.js";
+// The config loader (zod, yaml), the logger (pino) and the commands (and through them the SDKs each command uses)
+// are imported once a command needs them: `version` and `--help` load nothing but this file and errors.ts.
 
 const USAGE = `amlcert: certificate renewal for Azure ML Kubernetes online endpoints
 
@@ -43,7 +44,8 @@ Exit codes:
 const ECDSA_WARNING =
   "acme.keyType is an ECDSA key type: ECDSA is unproven with the Azure ML extension (Microsoft's TLS troubleshooting checks the key with `openssl rsa -check`, which an EC key fails); rsa2048, the default, is the proven choice";
 
-const COMMANDS: Record<string, (ctx: CommandContext) => Promise<number>> = { renew: renewCommand, daemon: daemonCommand, plan: planCommand, status: statusCommand };
+type Commands = typeof import("./cli/commands.js");
+const COMMANDS: Record<string, "renewCommand" | "daemonCommand" | "planCommand" | "statusCommand"> = { renew: "renewCommand", daemon: "daemonCommand", plan: "planCommand", status: "statusCommand" };
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -57,7 +59,7 @@ const SHUTDOWN_BOUND_MS = 25_000;
 let stopping = false;
 
 /** The first SIGTERM/SIGINT runs the command's handler (bounded), then exits with its code; later signals are ignored. */
-function onSignal(logger: () => Logger): CommandContext["onSignal"] {
+function onSignal(logger: () => Logger, SIGNAL_EXIT: Commands["SIGNAL_EXIT"]): CommandContext["onSignal"] {
   let handler: ((signal: string) => Promise<number>) | undefined;
   for (const signal of Object.keys(SIGNAL_EXIT)) {
     process.on(signal, () => {
@@ -128,8 +130,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     return ExitCode.Config;
   }
 
+  const [{ loadConfig }, { createLogger }, commands] = await Promise.all([import("./config/load.js"), import("./observability/logger.js"), import("./cli/commands.js")]);
   let logger: Logger = createLogger({ level: env.AMLCERT_LOG_LEVEL ?? "info", format: "auto" });
-  const signals = onSignal(() => logger);
+  const signals = onSignal(() => logger, commands.SIGNAL_EXIT);
   try {
     const loaded = loadConfig({ path: parsed.values.config, env });
     logger = createLogger({ level: loaded.config.log.level, format: loaded.config.log.format });
@@ -140,7 +143,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     if (unknown.length > 0) {
       throw new AmlcertError("CONFIG_INVALID", "config", `--target ${unknown.join(", ")}: not among the configured targets (${loaded.config.targets.map((t) => t.fqdn).join(", ")})`);
     }
-    return await run({
+    return await commands[run]({
       config: loaded.config,
       eabHmacKey: loaded.eabHmacKey,
       targets: wanted.length > 0 ? loaded.config.targets.filter((t) => wanted.includes(t.fqdn)) : loaded.config.targets,

@@ -32,11 +32,14 @@ import type { EventSink } from "../renewal/events.js";
 import { createAcmeSource } from "../sources/acme-source.js";
 import { kubeEventsSink } from "../observability/kube-events.js";
 import { runLogSink } from "../observability/run-log.js";
-import { createRunLock } from "./run-lock.js";
+import { createRunLock, deadOnThisHost } from "./run-lock.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { HistoryStore, TargetHistory } from "../history/history.js";
 import { nextHistory } from "../history/record.js";
 import { createHistoryStore } from "../kubernetes/history-store.js";
+import { createJournalWriter, journalChanges } from "../history/journal.js";
+import type { RunJournalPort } from "../renewal/deps.js";
+import type { PresentedTxt } from "../ports.js";
 
 export const AZUREML_NAMESPACE = "azureml";
 /** A zone's name servers are asked again after this long (a daemon runs for weeks; delegations change rarely). */
@@ -159,7 +162,16 @@ export function createApp(input: AppInput): App {
 
   const inAzureml = (k: KubernetesSourceConfig) => ({ source: kubeSource(k), namespace: AZUREML_NAMESPACE, logger, clock, requests });
   const clusters = once((k: KubernetesSourceConfig) => createKubeCluster(inAzureml(k)), clusterKey);
-  const locks = once((k: KubernetesSourceConfig): RunLock => createRunLock({ lease: createLeaseLock(inAzureml(k)), holder: input.holder, clock, logger }), clusterKey);
+  // a holder of this host whose pid is gone crashed: its Lease is taken over at once (signal 0 probes, EPERM means alive)
+  const abandonedBy = deadOnThisHost(input.holder, (pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === "EPERM";
+    }
+  });
+  const locks = once((k: KubernetesSourceConfig): RunLock => createRunLock({ lease: createLeaseLock(inAzureml(k)), holder: input.holder, clock, logger, abandonedBy }), clusterKey);
   const histories = once((k: KubernetesSourceConfig) => createHistoryStore({ ...inAzureml(k), name: config.history.configMap }), clusterKey);
 
   /** Change a target's history; the metrics follow what was stored (or, when the write failed, what would have been). */
@@ -203,9 +215,30 @@ export function createApp(input: AppInput): App {
   };
 
   const solvers: DnsSolver[] = [];
+  /** A target's run journal over its history ConfigMap (crash recovery, src/renewal/reconcile.ts); TXT values are removed through `solver`. */
+  const journalOf = (t: TargetConfig, solver: () => DnsSolver): RunJournalPort => {
+    const store = histories.get(t.kubernetes);
+    const writer = createJournalWriter(store, t.fqdn);
+    return {
+      read: () => store.read(t.fqdn),
+      change: writer.change,
+      removeTxt: (j) => solver().cleanup({ recordFqdn: j.record, zone: j.zone, value: j.value }),
+      holder: input.holder,
+    };
+  };
+  const txtJournal = (t: TargetConfig, journal: RunJournalPort) => {
+    const entry = (h: PresentedTxt) => ({ record: h.recordFqdn, zone: h.zone, value: h.value });
+    const warn = (err: unknown) => logger.warn({ fqdn: t.fqdn, stage: "dns-challenge", err }, "could not write the run journal; a crash now would leave this TXT value for a person to remove");
+    return {
+      placing: (h: PresentedTxt) => journal.change(journalChanges.txtPlacing(entry(h), input.holder)).then(() => undefined, warn),
+      removed: (h: PresentedTxt) => journal.change(journalChanges.txtRemoved(entry(h))).then(() => undefined, warn),
+    };
+  };
   const targets = once((t: TargetConfig): TargetWiring => {
     const primary = zones.get(t.dnsZone);
     const kube = clusters.get(t.kubernetes);
+    let journaled: DnsSolver | undefined;
+    const journal = journalOf(t, () => journaled!);
     const extension = createExtensionClient({
       ...arm,
       subscriptionId: t.extension.subscriptionId,
@@ -226,7 +259,9 @@ export function createApp(input: AppInput): App {
       propagationIntervalMs: config.dns.propagationInterval,
       clock,
       logger: logger.child({ fqdn: t.fqdn }),
+      journal: txtJournal(t, journal),
     });
+    journaled = solver;
     solvers.push(solver);
     // validated by the schema; a bare host keeps verify.port
     const probe = t.probeAddress ? parseServer(t.probeAddress) : undefined;
@@ -244,6 +279,7 @@ export function createApp(input: AppInput): App {
       clock,
       logger,
       events: [runLogSink(logger), kubeEventsSink(kube, t.secretName), ...(input.metrics ? [input.metrics.sink] : []), historySink(t)],
+      journal,
     };
     const settings: RenewSettings = {
       fqdn: t.fqdn,

@@ -1,6 +1,8 @@
 /**
- * Run a command over the selected targets, each in turn. One target's failure does not stop the others; the exit
- * code is the worst of them (3 before 4: a failed renewal outranks a failed check).
+ * Run a command over the selected targets: `renew` runs up to `renewal.concurrency` of them at once (each takes its
+ * own cluster's Lease; two targets on one cluster take turns in the run lock), `plan` one after another. One
+ * target's failure does not stop the others; results keep the configured order; the exit code is the worst of
+ * them (3 before 4: a failed renewal outranks a failed check).
  */
 import { ExitCode, isAmlcertError } from "../errors.js";
 import type { TargetConfig } from "../config/schema.js";
@@ -20,13 +22,22 @@ export function worstExitCode(codes: number[]): number {
 
 export const exitCodeOf = (o: TargetOutcome): number => o.error?.exitCode ?? ExitCode.Ok;
 
-export async function runRenew(app: App, targets: TargetConfig[], signal?: AbortSignal): Promise<TargetOutcome[]> {
-  const out: TargetOutcome[] = [];
-  for (const t of targets) {
-    const { deps, settings } = app.target(t);
-    out.push(await renewTarget(deps, settings, signal));
-  }
+/** `work` over `items` with at most `limit` in flight; results in the items' order. `work` must not throw. */
+export async function mapBounded<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) out[i] = await work(items[i]!, i);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
   return out;
+}
+
+export async function runRenew(app: App, targets: TargetConfig[], signal?: AbortSignal, concurrency = 1): Promise<TargetOutcome[]> {
+  return mapBounded(targets, concurrency, (t) => {
+    const { deps, settings } = app.target(t);
+    return renewTarget(deps, settings, signal);
+  });
 }
 
 export interface PlanLine {

@@ -5,15 +5,12 @@
 import type { Config, TargetConfig } from "../config/schema.js";
 import type { Logger } from "../observability/logger.js";
 import type { Clock } from "../ports.js";
-import { createApp, type App } from "../app/compose.js";
-import { exitCodeOf, runPlan, runRenew, worstExitCode } from "../app/run.js";
-import { runStatus } from "../app/status.js";
-import { serveDaemon } from "../app/serve.js";
-import { formatPlanLine, formatRenewResult } from "../app/present.js";
-import { formatStatusJson, formatStatusTable, statusExitCode } from "../app/status-view.js";
-import { createMetrics } from "../observability/metrics.js";
-import { pushMetrics } from "../observability/pushgateway.js";
+import type { App } from "../app/compose.js";
+import type { Metrics } from "../observability/metrics.js";
 import { ExitCode } from "../errors.js";
+
+// Each command imports what it uses when it runs (a CronJob's `renew` without a Pushgateway never loads
+// prom-client, `plan` never loads the daemon); see bench/README.md for what each import costs at start-up.
 
 export interface CommandContext {
   config: Config;
@@ -35,7 +32,8 @@ export interface CommandContext {
 /** Exit codes for a run stopped by a signal, after cleanup (the shell's 128 + signal number). */
 export const SIGNAL_EXIT: Record<string, number> = { SIGTERM: 143, SIGINT: 130 };
 
-function app(ctx: CommandContext, metrics?: ReturnType<typeof createMetrics>): App {
+async function app(ctx: CommandContext, metrics?: Metrics): Promise<App> {
+  const { createApp } = await import("../app/compose.js");
   return createApp({ config: ctx.config, eabHmacKey: ctx.eabHmacKey, env: ctx.env, logger: ctx.logger, clock: ctx.clock, force: ctx.force, holder: ctx.holder, metrics });
 }
 
@@ -55,16 +53,16 @@ function stopOnSignal(ctx: CommandContext, a: App): AbortSignal {
 
 export async function renewCommand(ctx: CommandContext): Promise<number> {
   const push = ctx.config.metrics.pushgateway;
-  const metrics = push ? createMetrics({ version: ctx.version }) : undefined;
-  const a = app(ctx, metrics);
-  const outcomes = await runRenew(a, ctx.targets, stopOnSignal(ctx, a));
-  if (push && metrics) await pushMetrics({ url: push, job: ctx.config.metrics.job, targets: ctx.targets.map((t) => t.fqdn), metrics, logger: ctx.logger });
+  const metrics = push ? (await import("../observability/metrics.js")).createMetrics({ version: ctx.version }) : undefined;
+  const [a, { exitCodeOf, runRenew, worstExitCode }, { formatRenewResult }] = await Promise.all([app(ctx, metrics), import("../app/run.js"), import("../app/present.js")]);
+  const outcomes = await runRenew(a, ctx.targets, stopOnSignal(ctx, a), ctx.config.renewal.concurrency);
+  if (push && metrics) await (await import("../observability/pushgateway.js")).pushMetrics({ url: push, job: ctx.config.metrics.job, targets: ctx.targets.map((t) => t.fqdn), metrics, logger: ctx.logger });
   lines(ctx, outcomes, formatRenewResult);
   return worstExitCode(outcomes.map(exitCodeOf));
 }
 
 export async function planCommand(ctx: CommandContext): Promise<number> {
-  const a = app(ctx);
+  const [a, { runPlan, worstExitCode }, { formatPlanLine }] = await Promise.all([app(ctx), import("../app/run.js"), import("../app/present.js")]);
   stopOnSignal(ctx, a);
   const results = await runPlan(a, ctx.targets, ctx.logger);
   lines(ctx, results, formatPlanLine);
@@ -72,7 +70,7 @@ export async function planCommand(ctx: CommandContext): Promise<number> {
 }
 
 export async function statusCommand(ctx: CommandContext): Promise<number> {
-  const a = app(ctx);
+  const [a, { runStatus }, { formatStatusJson, formatStatusTable, statusExitCode }] = await Promise.all([app(ctx), import("../app/status.js"), import("../app/status-view.js")]);
   stopOnSignal(ctx, a);
   const results = await runStatus(a, ctx.targets, ctx.logger, () => ctx.clock.now());
   if (ctx.human) ctx.out(formatStatusTable(results, ctx.clock.now()));
@@ -82,8 +80,8 @@ export async function statusCommand(ctx: CommandContext): Promise<number> {
 
 /** The long-running container: runs until SIGTERM/SIGINT, then stops cleanly and exits 0. */
 export async function daemonCommand(ctx: CommandContext): Promise<number> {
-  const metrics = createMetrics({ version: ctx.version });
-  const a = app(ctx, metrics);
+  const metrics = (await import("../observability/metrics.js")).createMetrics({ version: ctx.version });
+  const [a, { serveDaemon }] = await Promise.all([app(ctx, metrics), import("../app/serve.js")]);
   const daemon = await serveDaemon(a, ctx.targets, { config: ctx.config, metrics, logger: ctx.logger, clock: ctx.clock });
   ctx.onSignal(async (signal) => {
     ctx.logger.info({ signal }, `${signal}: stopping the daemon`);

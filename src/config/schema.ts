@@ -138,6 +138,7 @@ export const configSchema = z
         resolvers: z.array(hostPort).min(1, "must list at least one server, or be left out").optional(),
         propagationTimeout: duration("10m"),
         propagationInterval: duration("5s"),
+        propagationSettle: duration("0s"),
         txtTtl: z.number().int().min(1).max(3600).default(60),
       })
       .strict()
@@ -155,6 +156,7 @@ export const configSchema = z
         }),
         secretMode: z.enum(["versioned", "fixed"]).default("versioned"),
         keepPrevious: z.number().int().min(1).max(10).default(1),
+        concurrency: z.number().int().min(1).max(32).default(8),
       })
       .strict()
       .prefault({}),

@@ -53,10 +53,12 @@ describe("fields: the environment interface", () => {
       ["dns.resolvers", "AMLCERT_DNS_RESOLVERS", "list", false],
       ["dns.propagationTimeout", "AMLCERT_DNS_PROPAGATION_TIMEOUT", "duration", false],
       ["dns.propagationInterval", "AMLCERT_DNS_PROPAGATION_INTERVAL", "duration", false],
+      ["dns.propagationSettle", "AMLCERT_DNS_PROPAGATION_SETTLE", "duration", false],
       ["dns.txtTtl", "AMLCERT_DNS_TXT_TTL", "number", false],
       ["renewal.renewBefore", "AMLCERT_RENEWAL_RENEW_BEFORE", "duration", false],
       ["renewal.secretMode", "AMLCERT_RENEWAL_SECRET_MODE", "string", false],
       ["renewal.keepPrevious", "AMLCERT_RENEWAL_KEEP_PREVIOUS", "number", false],
+      ["renewal.concurrency", "AMLCERT_RENEWAL_CONCURRENCY", "number", false],
       ["extension.lroTimeout", "AMLCERT_EXTENSION_LRO_TIMEOUT", "duration", false],
       ["extension.pollInterval", "AMLCERT_EXTENSION_POLL_INTERVAL", "duration", false],
       ["verify.trustBundleFile", "AMLCERT_VERIFY_TRUST_BUNDLE_FILE", "string", false],
@@ -350,6 +352,16 @@ describe("azure, dns, renewal, verify", () => {
     expect(withTarget({}, { renewal: { keepPrevious: 11 } }).problems).toEqual(["renewal.keepPrevious: Too big: expected number to be <=10"]);
   });
 
+  it("renewal.concurrency is 1 to 32, default 8; dns.propagationSettle is a duration, default 0", () => {
+    expect(withTarget({}).config?.renewal.concurrency).toBe(8);
+    for (const ok of [1, 32]) expect(withTarget({}, { renewal: { concurrency: ok } }).config?.renewal.concurrency).toBe(ok);
+    expect(withTarget({}, { renewal: { concurrency: 0 } }).problems).toEqual(["renewal.concurrency: Too small: expected number to be >=1"]);
+    expect(withTarget({}, { renewal: { concurrency: 33 } }).problems).toEqual(["renewal.concurrency: Too big: expected number to be <=32"]);
+    expect(withTarget({}).config?.dns.propagationSettle).toBe(0);
+    expect(withTarget({}, { dns: { propagationSettle: "2s" } }).config?.dns.propagationSettle).toBe(2_000);
+    expect(withTarget({}, { dns: { propagationSettle: "soon" } }).problems).toEqual(['dns.propagationSettle: "soon" is not a duration; use e.g. 90s, 10m, 12h, 30d']);
+  });
+
   it("verify.port is 1 to 65535, default 443", () => {
     expect(withTarget({}).config?.verify.port).toBe(443);
     expect(withTarget({}, { verify: { port: 65535 } }).config?.verify.port).toBe(65535);
@@ -449,8 +461,8 @@ describe("the whole schema", () => {
     expect({ ...parsed, targets: undefined }).toEqual({
       acme: { directory: "letsencrypt", accountKey: { secret: "amlcert-acme-account", kubernetes: { inCluster: false } }, keyType: "rsa2048" },
       azure: { cloud: "AzurePublicCloud" },
-      dns: { propagationTimeout: 600_000, propagationInterval: 5000, txtTtl: 60 },
-      renewal: { secretMode: "versioned", keepPrevious: 1 },
+      dns: { propagationTimeout: 600_000, propagationInterval: 5000, propagationSettle: 0, txtTtl: 60 },
+      renewal: { secretMode: "versioned", keepPrevious: 1, concurrency: 8 },
       extension: { lroTimeout: 1_800_000, pollInterval: 10_000 },
       verify: { port: 443, timeout: 300_000, interval: 5000 },
       daemon: { schedule: "0 */6 * * *", jitter: 1_800_000, listen: "0.0.0.0:9464", runAtStart: true },
