@@ -28,6 +28,7 @@ import { startPebble, type Pebble } from "../servers/pebble.js";
 import { startAcmeFront, type AcmeFront, type AcmeFrontOptions } from "../servers/acme-front.js";
 import { readTestPki } from "../servers/trusted-pki.js";
 import { createTestPki, type TestPki } from "../servers/pki.js";
+import { recordKnownSecrets, teeCliOutput } from "../support/secret-scan.js";
 
 /** The project root: the nearest directory above this file with a package.json (works from test/ and dist/test/). */
 export const ROOT = (() => {
@@ -336,6 +337,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       { mode: 0o600 },
     );
 
+    // what the scan after the suite looks for verbatim in every CLI child's output
+    recordKnownSecrets([token, ...clusters.flatMap((c) => [c.kube.saToken, c.kube.adminToken]), ...Object.values(opts.eab ?? {})]);
+
     const writeConfig = (overrides: Record<string, unknown> = {}, name = "amlcert.yaml") => {
       const base = {
         acme: {
@@ -382,6 +386,10 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(o.env), stdio: ["ignore", "pipe", "pipe"] });
         let stdout = "";
         let stderr = "";
+        // every CLI child's output is kept for the secret scan after the suite (test/support/secret-scan.ts)
+        const tee = teeCliOutput(args);
+        child.stdout.on("data", (d: Buffer) => tee.stdout(d.toString()));
+        child.stderr.on("data", (d: Buffer) => tee.stderr(d.toString()));
         child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
         child.stderr.on("data", (d: Buffer) => {
           stderr += d.toString();
@@ -408,6 +416,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       let stderr = "";
       const waiters = new Set<() => void>();
       const wake = () => waiters.forEach((w) => w());
+      const tee = teeCliOutput(args);
+      child.stdout.on("data", (d: Buffer) => tee.stdout(d.toString()));
+      child.stderr.on("data", (d: Buffer) => tee.stderr(d.toString()));
       child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
       child.stderr.on("data", (d: Buffer) => {
         stderr += d.toString();
