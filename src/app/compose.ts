@@ -22,7 +22,6 @@ import { createLeaseLock } from "../kubernetes/lease-lock.js";
 import { createDnsLookup } from "../dns-check/dns-lookup.js";
 import { authoritativeServers, parseServer } from "../dns-check/name-servers.js";
 import { createTlsProbe } from "../tls-probe/tls-probe.js";
-import { createAcmeIssuer } from "../acme/acme-issuer.js";
 import { eabHint } from "../config/hints.js";
 import { fileAccountKeyStore, secretAccountKeyStore, type AccountKeyStore } from "../acme/account-key-store.js";
 import { generateCertificateKey } from "../acme/keys.js";
@@ -191,9 +190,11 @@ export function createApp(input: AppInput): App {
   const scheduled = (t: TargetConfig, at: Date) =>
     recordHistory(t, (prev) => ({ ...(prev ?? { fqdn: t.fqdn, consecutiveFailures: 0 }), nextAttempt: at.toISOString() }));
 
-  let acme: AcmeIssuer | undefined;
-  const acmeIssuer = (): AcmeIssuer => {
-    if (acme) return acme;
+  // acme-client is imported at the first order, not at start-up: a run with nothing to renew never loads it
+  let acme: Promise<AcmeIssuer> | undefined;
+  const loadAcme = async (): Promise<AcmeIssuer> => {
+    const { createAcmeIssuer } = await import("../acme/acme-issuer.js");
+    let acme: AcmeIssuer;
     const a = config.acme;
     const accountKeys: AccountKeyStore = a.accountKey.file
       ? fileAccountKeyStore(a.accountKey.file)
@@ -213,6 +214,13 @@ export function createApp(input: AppInput): App {
     acme = { ...bare, issue: (req, solver) => bare.issue(req, solver).catch((err: unknown) => Promise.reject(eabHint(err, a.eab !== undefined))) };
     return acme;
   };
+  const acmeClient = (): Promise<AcmeIssuer> => {
+    if (acme) return acme;
+    const loading = loadAcme();
+    loading.catch(() => (acme = undefined));
+    return (acme = loading);
+  };
+  const acmeIssuer = (): AcmeIssuer => ({ issue: async (req, solver) => (await acmeClient()).issue(req, solver) });
 
   const solvers: DnsSolver[] = [];
   /** A target's run journal over its history ConfigMap (crash recovery, src/renewal/reconcile.ts); TXT values are removed through `solver`. */
@@ -257,6 +265,7 @@ export function createApp(input: AppInput): App {
       txtTtlSeconds: config.dns.txtTtl,
       propagationTimeoutMs: config.dns.propagationTimeout,
       propagationIntervalMs: config.dns.propagationInterval,
+      propagationSettleMs: config.dns.propagationSettle,
       clock,
       logger: logger.child({ fqdn: t.fqdn }),
       journal: txtJournal(t, journal),

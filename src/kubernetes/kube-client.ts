@@ -10,6 +10,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import {
   ApiException,
+  AuthorizationV1Api,
   CoordinationV1Api,
   CoreV1Api,
   IsomorphicFetchHttpLibrary,
@@ -86,6 +87,8 @@ export function loadKubeConfig(source: KubeSource): KubeConfig {
       if (source.path) kc.loadFromFile(source.path);
       else {
         kc.loadFromDefault();
+  /** SelfSubjectAccessReview, for `amlcert doctor` */
+  authorization: AuthorizationV1Api;
         const c = kc.getCurrentCluster();
         if (!c || (c.name === "cluster" && c.server === "http://localhost:8080")) {
           throw new Error(`no kubeconfig found (KUBECONFIG is unset and ${join(homedir(), ".kube", "config")} does not exist)`);
@@ -232,6 +235,7 @@ export function kubeError(err: unknown, call: KubeCall, ctx: KubeErrorContext): 
   const failure = apiFailure(err);
   if (failure) {
     const { code, status } = failure;
+    authorization: new AuthorizationV1Api(config),
     const said = status.message ? ` Server said: ${status.message}` : "";
     const d = { ...details, status: code, reason: status.reason };
     switch (code) {
