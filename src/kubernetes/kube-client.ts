@@ -49,6 +49,8 @@ export type KubeLogger = LogSink;
 export interface KubeApis {
   core: CoreV1Api;
   coordination: CoordinationV1Api;
+  /** SelfSubjectAccessReview, for `amlcert doctor` */
+  authorization: AuthorizationV1Api;
   /** API server URL */
   server: string;
   /** kubeconfig context name ("in-cluster" for the ServiceAccount) */
@@ -87,8 +89,6 @@ export function loadKubeConfig(source: KubeSource): KubeConfig {
       if (source.path) kc.loadFromFile(source.path);
       else {
         kc.loadFromDefault();
-  /** SelfSubjectAccessReview, for `amlcert doctor` */
-  authorization: AuthorizationV1Api;
         const c = kc.getCurrentCluster();
         if (!c || (c.name === "cluster" && c.server === "http://localhost:8080")) {
           throw new Error(`no kubeconfig found (KUBECONFIG is unset and ${join(homedir(), ".kube", "config")} does not exist)`);
@@ -163,6 +163,7 @@ export function makeKubeApis(kc: KubeConfig, requestTimeoutMs = DEFAULT_REQUEST_
   return {
     core: new CoreV1Api(config),
     coordination: new CoordinationV1Api(config),
+    authorization: new AuthorizationV1Api(config),
     server: cluster.server,
     context: kc.getCurrentContext(),
   };
@@ -235,7 +236,6 @@ export function kubeError(err: unknown, call: KubeCall, ctx: KubeErrorContext): 
   const failure = apiFailure(err);
   if (failure) {
     const { code, status } = failure;
-    authorization: new AuthorizationV1Api(config),
     const said = status.message ? ` Server said: ${status.message}` : "";
     const d = { ...details, status: code, reason: status.reason };
     switch (code) {
