@@ -18,16 +18,15 @@ import {
   ServerConfiguration,
   createConfiguration,
   wrapHttpLibrary,
+  ResponseContext,
   type HttpLibrary,
-  type Middleware,
   type RequestContext,
-  type ResponseContext,
 } from "@kubernetes/client-node";
 import { AmlcertError, type Stage } from "../errors.js";
 import type { LogSink } from "../observability/logger.js";
 import type { RequestObserver } from "../ports.js";
 
-export type KubeSource =
+export type KubeSource = (
   | {
       kind: "kubeconfig";
       /** default: KUBECONFIG / ~/.kube/config, as kubectl (resolved by client-node's loadFromDefault) */
@@ -41,7 +40,46 @@ export type KubeSource =
       serviceAccountDir?: string;
       /** API server address; default KUBERNETES_SERVICE_HOST/PORT as client-node reads them */
       server?: string;
-    };
+    }
+) & {
+  /** how requests to this API server are bounded and retried (config kubernetesApi.*); default KUBE_RETRY_DEFAULTS */
+  retry?: KubeRetryOptions;
+};
+
+/**
+ * How Kubernetes requests are bounded and retried. client-node, unlike client-go, retries nothing: under API priority
+ * and fairness a busy API server answers 429 with Retry-After, and a run must not fail for that. So:
+ *   - every try has a timeout (from sending to the last byte of the answer);
+ *   - 429 is retried for any verb (the server did not process the request);
+ *   - 5xx, a timed-out try and a failed connection are retried only for reads (GET): a write that may have been
+ *     applied is not sent again (its resourceVersion would then conflict with our own write);
+ *   - the wait is the server's Retry-After, up to `maxRetryAfterMs` (a longer one fails at once), or else
+ *     exponential backoff with full jitter; at most `maxRetries` retries.
+ */
+export interface KubeRetryOptions {
+  timeoutMs?: number;
+  maxRetries?: number;
+  maxRetryAfterMs?: number;
+  /** first backoff without Retry-After (default 500 ms); retry n waits a random time up to min(max, base × 2^(n-1)) */
+  retryDelayMs?: number;
+  maxRetryDelayMs?: number;
+  /** how the retries wait and draw jitter (tests inject them) */
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
+}
+
+export const KUBE_RETRY_DEFAULTS = { timeoutMs: 30_000, maxRetries: 4, maxRetryAfterMs: 30_000, retryDelayMs: 500, maxRetryDelayMs: 10_000 } as const;
+
+/** Every try of a Kubernetes request ran past its timeout (kubernetesApi.requestTimeout). */
+export class KubeTimeoutError extends Error {
+  override readonly name = "KubeTimeoutError";
+  constructor(
+    readonly timeoutMs: number,
+    readonly attempts: number,
+  ) {
+    super(`no answer within ${Math.round(timeoutMs / 100) / 10} s (kubernetesApi.requestTimeout)${attempts > 1 ? `, ${attempts} tries` : ""}`);
+  }
+}
 
 /** The part of a pino logger the Kubernetes adapters use. */
 export type KubeLogger = LogSink;
@@ -57,7 +95,7 @@ export interface KubeApis {
   context: string;
 }
 
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = KUBE_RETRY_DEFAULTS.timeoutMs;
 const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 function describeSource(source: KubeSource): string {
@@ -119,46 +157,80 @@ export function loadKubeConfig(source: KubeSource): KubeConfig {
   return kc;
 }
 
-/** A middleware that aborts any request still running after `ms`. */
-function timeoutMiddleware(ms: number): Middleware {
-  return {
-    pre: async (ctx: RequestContext) => {
-      ctx.setSignal(AbortSignal.timeout(ms));
-      return ctx;
-    },
-    post: async (ctx: ResponseContext) => ctx,
-  };
+/** Retry-After in ms: delta-seconds or an HTTP date. */
+function retryAfterMs(value: string | undefined): number | undefined {
+  const v = value?.trim();
+  if (!v) return undefined;
+  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
+  const at = Date.parse(v);
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
 }
 
+const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 /**
- * client-node's own HTTP library (node-fetch), telling `observe` the status of every response or "error" when none
- * came (refused, TLS failure, the timeout above). Middleware cannot do this: its `post` never sees a failed fetch.
+ * client-node's own HTTP library (node-fetch) with the bound and the retries of KubeRetryOptions, telling `observe`
+ * the status of every response or "error" when none came (refused, TLS failure, timeout). Middleware cannot do
+ * this: its `post` never sees a failed fetch, and it cannot send a request again. The answer's body is read within
+ * the try's timeout, so a server that stalls half-way is bounded too.
  */
-function observedHttpLibrary(observe: RequestObserver): HttpLibrary {
+export function retryingHttpLibrary(retry: KubeRetryOptions = {}, observe?: RequestObserver): HttpLibrary {
+  const o = { ...KUBE_RETRY_DEFAULTS, ...Object.fromEntries(Object.entries(retry).filter(([, v]) => v !== undefined)) } as typeof KUBE_RETRY_DEFAULTS & KubeRetryOptions;
+  const sleep = o.sleep ?? sleepFor;
+  const random = o.random ?? Math.random;
   const base = new IsomorphicFetchHttpLibrary();
   return wrapHttpLibrary({
-    async send(request) {
-      let response;
-      try {
-        response = await base.send(request).toPromise();
-      } catch (err) {
-        observe("kubernetes", "error");
-        throw err;
+    async send(request: RequestContext): Promise<ResponseContext> {
+      const read = String(request.getHttpMethod()).toUpperCase() === "GET";
+      for (let attempt = 1; ; attempt++) {
+        const abort = new AbortController();
+        let timedOut = false;
+        const timer = setTimeout(() => {
+          timedOut = true;
+          abort.abort();
+        }, o.timeoutMs);
+        request.setSignal(abort.signal);
+        let response: ResponseContext | undefined;
+        let failure: unknown;
+        try {
+          const raw = await base.send(request).toPromise();
+          const body = await raw.body.binary();
+          response = new ResponseContext(raw.httpStatusCode, raw.headers, { text: async () => body.toString("utf8"), binary: async () => body });
+        } catch (err) {
+          failure = timedOut ? new KubeTimeoutError(o.timeoutMs, attempt) : err;
+        } finally {
+          clearTimeout(timer);
+        }
+        observe?.("kubernetes", response ? String(response.httpStatusCode) : "error");
+        const last = attempt > o.maxRetries;
+        let waitMs: number;
+        const backoff = () => Math.floor(random() * Math.min(o.maxRetryDelayMs, o.retryDelayMs * 2 ** (attempt - 1)));
+        if (response) {
+          const status = response.httpStatusCode;
+          const again = status === 429 || (read && status >= 500 && status !== 501 && status !== 505);
+          if (!again || last) return response;
+          const asked = status === 429 || status === 503 ? retryAfterMs(response.headers["retry-after"]) : undefined;
+          // a Retry-After longer than the cap is answered at once: kubeError names it
+          if (asked !== undefined && asked > o.maxRetryAfterMs) return response;
+          waitMs = asked ?? backoff();
+        } else {
+          if (!read || last) throw failure;
+          waitMs = backoff();
+        }
+        await sleep(waitMs);
       }
-      observe("kubernetes", String(response.httpStatusCode));
-      return response;
     },
   });
 }
 
-/** `requests` is told of every API server response (amlcert_requests_total{system="kubernetes"}). */
-export function makeKubeApis(kc: KubeConfig, requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS, requests?: RequestObserver): KubeApis {
+/** `requests` is told of every API server response (amlcert_requests_total{system="kubernetes"}). A number as
+ * `retry` is the per-try timeout (the other settings their defaults). */
+export function makeKubeApis(kc: KubeConfig, retry: number | KubeRetryOptions = {}, requests?: RequestObserver): KubeApis {
   const cluster = kc.getCurrentCluster()!;
   const config = createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
     authMethods: { default: kc },
-    promiseMiddleware: [timeoutMiddleware(requestTimeoutMs)],
-    ...(requests === undefined ? {} : { httpApi: observedHttpLibrary(requests) }),
+    httpApi: retryingHttpLibrary(typeof retry === "number" ? { timeoutMs: retry } : retry, requests),
   });
   return {
     core: new CoreV1Api(config),
@@ -253,11 +325,26 @@ export function kubeError(err: unknown, call: KubeCall, ctx: KubeErrorContext): 
           return new AmlcertError("KUBE_NOT_FOUND", call.stage, `namespace "${call.namespace}" does not exist in ${ctx.context} at ${ctx.server}; is the Azure ML extension installed in this cluster?`, { cause: err, details: d });
         }
         return new AmlcertError("KUBE_NOT_FOUND", call.stage, `${what} not found in ${where}.${said}`, { cause: err, details: d });
+      case 429: {
+        const retryAfter = (err as ApiException<unknown>).headers?.["retry-after"];
+        return new AmlcertError(
+          "KUBE_ERROR",
+          call.stage,
+          `the Kubernetes API server at ${ctx.server} is throttling requests (429 ${status.reason ?? "TooManyRequests"}, API priority and fairness) and retries did not get through when trying to ${call.verb} ${what} in namespace "${call.namespace}"${retryAfter ? `; it asked to retry after ${retryAfter} s (amlcert waits at most kubernetesApi.maxRetryAfter)` : ""}.${said}`,
+          { cause: err, details: { ...d, throttled: true, ...(retryAfter ? { retryAfterSeconds: Number(retryAfter) } : {}) } },
+        );
+      }
       case 409:
         return new AmlcertError("KUBE_CONFLICT", call.stage, `could not ${call.verb} ${what} in ${where}: 409 ${status.reason ?? "Conflict"}.${said}`, { cause: err, details: d });
       default:
         return new AmlcertError("KUBE_ERROR", call.stage, `could not ${call.verb} ${what} in ${where}: HTTP ${code}${status.reason ? ` ${status.reason}` : ""}.${said}`, { cause: err, details: d });
     }
+  }
+  if (err instanceof KubeTimeoutError) {
+    return new AmlcertError("KUBE_ERROR", call.stage, `the Kubernetes API server at ${ctx.server} did not answer in time when trying to ${call.verb} ${what} in namespace "${call.namespace}": ${err.message}.`, {
+      cause: err,
+      details: { ...details, timeout: true, timeoutSeconds: err.timeoutMs / 1000, attempts: err.attempts },
+    });
   }
   const e = err as { name?: string; code?: string; message?: string };
   if (e?.name === "AbortError") {
@@ -273,7 +360,7 @@ export function kubeError(err: unknown, call: KubeCall, ctx: KubeErrorContext): 
 export function lazyKubeApis(source: KubeSource, requestTimeoutMs?: number, requests?: RequestObserver): () => KubeApis {
   let apis: KubeApis | undefined;
   return () => {
-    apis ??= makeKubeApis(loadKubeConfig(source), requestTimeoutMs, requests);
+    apis ??= makeKubeApis(loadKubeConfig(source), { ...source.retry, ...(requestTimeoutMs === undefined ? {} : { timeoutMs: requestTimeoutMs }) }, requests);
     return apis;
   };
 }

@@ -69,6 +69,13 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
 
   afterEach(() => kube.faults.clear());
 
+  /** saSource with retry settings whose waits are recorded instead of slept (jitter draws 0.5) */
+  const retrying = (o: Partial<NonNullable<KubeSource["retry"]>> = {}) => {
+    const waits: number[] = [];
+    const source: KubeSource = { ...saSource, retry: { retryDelayMs: 10, maxRetryDelayMs: 40, ...o, sleep: async (ms) => void waits.push(ms), random: () => 0.5 } };
+    return { source, waits };
+  };
+
   const write = (name: string, cert = "CHAIN", labels: Record<string, string> = { "app.kubernetes.io/managed-by": "amlcert" }) =>
     cluster.writeSecret({
       name,
@@ -250,19 +257,131 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
     expect(warn?.obj.code).toBe("KUBE_ERROR");
   });
 
-  it("when the server fails with 500, the error is KUBE_ERROR with the status and the server's message", async () => {
-    kube.faults.add({ method: "GET", pathIncludes: "/secrets/tls-new", status: 500 });
-    const err = await amlcertFailure(cluster.getSecret("tls-new"));
+  it("when the server keeps failing with 500, the error is KUBE_ERROR with the status and the server's message", async () => {
+    const fault = kube.faults.add({ method: "GET", pathIncludes: "/secrets/tls-new", status: 500, times: Infinity });
+    const err = await amlcertFailure(makeCluster(retrying({ maxRetries: 2 }).source).getSecret("tls-new"));
     expect(err.code).toBe("KUBE_ERROR");
     expect(err.details.status).toBe(500);
     expect(err.message).toContain("Internal error occurred: injected fault");
+    expect(fault.hits).toBe(3);
   });
 
   it("when the server does not answer in time, the request is abandoned with KUBE_ERROR", async () => {
-    kube.faults.add({ method: "GET", pathIncludes: "/secrets/slow", status: 0, delayMs: 2_000 });
-    const err = await amlcertFailure(makeCluster(saSource, { requestTimeoutMs: 200 }).getSecret("slow"));
+    kube.faults.add({ method: "GET", pathIncludes: "/secrets/slow", status: 0, delayMs: 2_000, times: Infinity });
+    const err = await amlcertFailure(makeCluster(retrying({ maxRetries: 0 }).source, { requestTimeoutMs: 200 }).getSecret("slow"));
     expect(err.code).toBe("KUBE_ERROR");
     expect(err.message).toContain("did not answer in time");
+  });
+
+  describe("retries and bounds: 429 under API priority and fairness, 5xx on reads, a hung request (issue 7)", () => {
+    let gate: { release: () => void; held: Promise<void> } | undefined;
+    const hold = () => {
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      gate = { release, held };
+      return () => held;
+    };
+    afterEach(() => gate?.release());
+
+    it("when the API server answers 429 with Retry-After, the read waits that long and is retried, for any verb", async () => {
+      const { source, waits } = retrying();
+      const c = makeCluster(source);
+      await write("apf", "1");
+      const get = kube.faults.add({ method: "GET", pathIncludes: "/secrets/apf", status: 429, times: 2, retryAfterSeconds: 3 });
+      const put = kube.faults.add({ method: "PUT", pathIncludes: "/secrets/apf", status: 429, times: 1, retryAfterSeconds: 2 });
+      const stored = await c.writeSecret({ name: "apf", data: { "cert.pem": Buffer.from("2"), "key.pem": Buffer.from("KEY-2") }, labels: {}, annotations: {} });
+      expect(stored.data["cert.pem"]!.toString()).toBe("2");
+      expect([get.hits, put.hits]).toEqual([2, 1]);
+      expect(waits).toEqual([3000, 3000, 2000]);
+    });
+
+    it("when 429 comes without Retry-After, the waits are exponential with full jitter up to the ceiling", async () => {
+      const { source, waits } = retrying({ maxRetries: 4, retryDelayMs: 100, maxRetryDelayMs: 300 });
+      const fault = kube.faults.add({ method: "GET", pathIncludes: "/secrets/apf-absent", status: 429, times: 4, retryAfterSeconds: 0 });
+      expect(await makeCluster(source).getSecret("apf-absent")).toBeUndefined();
+      expect(fault.hits).toBe(4);
+      expect(waits).toEqual([50, 100, 150, 150]);
+    });
+
+    it("when the Retry-After is longer than kubernetesApi.maxRetryAfter, the call fails at once naming the throttling and the wait", async () => {
+      const { source, waits } = retrying({ maxRetryAfterMs: 30_000 });
+      const fault = kube.faults.add({ method: "GET", pathIncludes: "/secrets/apf", status: 429, times: Infinity, retryAfterSeconds: 120 });
+      const err = await amlcertFailure(makeCluster(source).getSecret("apf"));
+      expect(err.code).toBe("KUBE_ERROR");
+      expect(err.message).toBe(
+        `the Kubernetes API server at ${kube.url} is throttling requests (429 TooManyRequests, API priority and fairness) and retries did not get through when trying to get secrets "apf" in namespace "azureml"; it asked to retry after 120 s (amlcert waits at most kubernetesApi.maxRetryAfter). Server said: Too many requests, please try again later.`,
+      );
+      expect(err.details).toMatchObject({ status: 429, throttled: true, retryAfterSeconds: 120, verb: "get", resource: "secrets", name: "apf" });
+      expect(fault.hits).toBe(1);
+      expect(waits).toEqual([]);
+    });
+
+    it("when a read fails with 500 once, it is retried and succeeds; a write that fails with 500 is not sent again", async () => {
+      const { source } = retrying();
+      const c = makeCluster(source);
+      const get = kube.faults.add({ method: "GET", pathIncludes: "/secrets/five", status: 500, times: 1 });
+      expect(await c.getSecret("five")).toBeUndefined();
+      expect(get.hits).toBe(1);
+      const post = kube.faults.add({ method: "POST", pathIncludes: "/secrets", status: 500, times: 1 });
+      const postsBefore = kube.requests.filter((r) => r.method === "POST" && r.path.includes("/secrets")).length;
+      const err = await amlcertFailure(c.writeSecret({ name: "five", data: {}, labels: {}, annotations: {} }));
+      expect(err.code).toBe("KUBE_ERROR");
+      expect(err.details).toMatchObject({ status: 500, verb: "create", resource: "secrets", name: "five" });
+      expect(post.hits).toBe(1);
+      expect(kube.requests.filter((r) => r.method === "POST" && r.path.includes("/secrets")).length).toBe(postsBefore + 1);
+    });
+
+    it("when a read hangs, each try is abandoned after kubernetesApi.requestTimeout, and the error says how long and how often", async () => {
+      const { source } = retrying({ maxRetries: 1, timeoutMs: 200 });
+      const fault = kube.faults.add({ method: "GET", pathIncludes: "/secrets/hung", status: 0, times: Infinity, before: hold() });
+      const err = await amlcertFailure(makeCluster(source).getSecret("hung"));
+      expect(err.code).toBe("KUBE_ERROR");
+      expect(err.message).toBe(
+        `the Kubernetes API server at ${kube.url} did not answer in time when trying to get secrets "hung" in namespace "azureml": no answer within 0.2 s (kubernetesApi.requestTimeout), 2 tries.`,
+      );
+      expect(err.details).toMatchObject({ timeout: true, timeoutSeconds: 0.2, attempts: 2, verb: "get", name: "hung" });
+      expect(fault.hits).toBe(2);
+    });
+
+    it("when a read hangs once, the retry gets the answer", async () => {
+      const { source } = retrying({ timeoutMs: 200 });
+      await write("late", "1");
+      const fault = kube.faults.add({ method: "GET", pathIncludes: "/secrets/late", status: 0, times: 1, before: hold() });
+      expect((await makeCluster(source).getSecret("late"))?.data["cert.pem"]?.toString()).toBe("1");
+      expect(fault.hits).toBe(1);
+    });
+
+    it("when a write hangs, it is abandoned after the timeout and not sent again (it may have been applied)", async () => {
+      const { source } = retrying({ timeoutMs: 200 });
+      const fault = kube.faults.add({ method: "POST", pathIncludes: "/secrets", status: 0, times: Infinity, before: hold() });
+      const err = await amlcertFailure(makeCluster(source).writeSecret({ name: "hung-write", data: {}, labels: {}, annotations: {} }));
+      expect(err.code).toBe("KUBE_ERROR");
+      expect(err.message).toContain('did not answer in time when trying to create secrets "hung-write"');
+      expect(fault.hits).toBe(1);
+    });
+
+    it("when RBAC forbids a call, the 403 names the verb, the resource and the object, and is not retried", async () => {
+      const fault = kube.faults.add({ method: "PUT", pathIncludes: "/secrets/denied", status: 403, times: Infinity });
+      const { source } = retrying();
+      const c = makeCluster(source);
+      await write("denied", "1");
+      const err = await amlcertFailure(c.writeSecret({ name: "denied", data: { "cert.pem": Buffer.from("2") }, labels: {}, annotations: {} }));
+      expect(err.code).toBe("KUBE_FORBIDDEN");
+      expect(err.message).toContain('Kubernetes denied "update" on secrets "denied" in namespace "azureml"');
+      expect(err.message).toContain('amlcert needs "update" on secrets there');
+      expect(fault.hits).toBe(1);
+    });
+
+    it("when a replace keeps getting 409, it stays KUBE_CONFLICT (the 409 is the adapter's to handle, not the retry's)", async () => {
+      const { source, waits } = retrying();
+      const c = makeCluster(source, { conflictRetries: 1 });
+      await write("raced", "1");
+      const fault = kube.faults.add({ method: "PUT", pathIncludes: "/secrets/raced", status: 409, times: Infinity });
+      const err = await amlcertFailure(c.writeSecret({ name: "raced", data: { "cert.pem": Buffer.from("2") }, labels: {}, annotations: {} }));
+      expect(err.code).toBe("KUBE_CONFLICT");
+      expect(fault.hits).toBe(2);
+      expect(waits).toEqual([]);
+    });
   });
 
   it("when the token is not accepted, the error says the credentials were refused (401)", async () => {

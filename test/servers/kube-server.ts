@@ -74,6 +74,8 @@ export interface FaultSpec {
   message?: string;
   /** latency added before answering */
   delayMs?: number;
+  /** Retry-After of an injected 429/503 in seconds (default 1; 0 sends none, so the client backs off on its own) */
+  retryAfterSeconds?: number;
   /** runs when the fault matches, before the request is served: e.g. another writer strikes between a client's read and write */
   before?: () => void | Promise<void>;
 }
@@ -541,7 +543,7 @@ export async function startKubeServer(opts: KubeServerOptions): Promise<KubeServ
         if (f.spec.delayMs) await new Promise((r) => setTimeout(r, f.spec.delayMs));
         if (f.spec.status) {
           const gr = rp ? { group: rp.group, resource: rp.resource } : undefined;
-          throw statusErrors.injected(f.spec.status, gr, rp?.name ?? "", f.spec.reason, f.spec.message);
+          throw statusErrors.injected(f.spec.status, gr, rp?.name ?? "", f.spec.reason, f.spec.message, f.spec.retryAfterSeconds);
         }
         break;
       }

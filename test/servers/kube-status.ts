@@ -106,13 +106,13 @@ export const statusErrors = {
     return failure(404, "NotFound", "the server could not find the requested resource", {});
   },
   /** a status code injected by a test: reason and message as the real server would give for that code */
-  injected(code: number, gr: GroupResource | undefined, name: string, reason?: string, message?: string): KubeApiError {
+  injected(code: number, gr: GroupResource | undefined, name: string, reason?: string, message?: string, retryAfterSeconds?: number): KubeApiError {
     if (code === 409 && gr && name && !reason && !message) return statusErrors.modified(gr, name);
     if (code === 404 && gr && name && !reason && !message) return statusErrors.notFound(gr, name);
     const r = reason ?? defaultReason(code);
     const m = message ?? defaultMessage(code);
     const details: NonNullable<KubeStatus["details"]> = gr ? grDetails(gr, name) : {};
-    if (code === 429 || code === 503) details.retryAfterSeconds = 1;
+    if (code === 429 || code === 503) details.retryAfterSeconds = retryAfterSeconds ?? 1;
     return failure(code, r, m, details);
   },
 };
