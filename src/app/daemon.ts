@@ -301,6 +301,8 @@ export function startDaemon(targets: DaemonTarget[], deps: DaemonDeps, settings:
       now: new Date(now),
       seed: `${slot.fqdn}#${slot.consecutiveFailures}`,
       ...(slot.notAfter ? { notAfter: slot.notAfter } : {}),
+      // a rate limit's "not before" (C2): the retry waits for it (a run before it would be skipped RateLimited)
+      ...(parseDate(outcome?.error?.retryAt) ? { notBefore: parseDate(outcome?.error?.retryAt)! } : {}),
     });
     const retryAt = now + retry.delayMs;
     slot.nextAt = Math.min(retryAt, scheduled);

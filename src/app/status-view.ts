@@ -61,6 +61,10 @@ export interface StatusLine {
   lastFailure?: string;
   lastAttempt?: string;
   nextAttempt?: string;
+  /** a rate limit said not to order before this (runs before it are skipped RateLimited unless forced) */
+  retryNotBefore?: string;
+  /** certificates ordered for the target's names in Let's Encrypt's 7-day duplicate-certificate window (at most 5) */
+  ordersLast7Days?: number;
   dnsOk?: boolean;
   servingOk?: boolean;
   health: StatusHealth;
@@ -106,6 +110,8 @@ export function statusLine(facts: StatusFacts, history: TargetHistory | undefine
     lastFailure: history?.lastFailure,
     lastAttempt: history?.lastAttempt,
     nextAttempt: history?.nextAttempt,
+    retryNotBefore: history?.retryNotBefore && Date.parse(history.retryNotBefore) > now.getTime() ? history.retryNotBefore : undefined,
+    ordersLast7Days: history?.issued ? history.issued.filter((i) => Date.parse(i.at) > now.getTime() - 7 * DAY_MS).length : undefined,
     dnsOk: facts.dnsOk ?? history?.dnsOk,
     servingOk: facts.servingOk ?? history?.servingOk,
     health: "ok",
@@ -194,6 +200,8 @@ function details(l: StatusLine, now: Date): string[] {
     if (l.dnsOk === false) out.push("DNS check failed");
     if (l.servingOk === false) out.push("azureml-fe does not serve the certificate in place");
   }
+  if (l.retryNotBefore) out.push(`rate limited: no order before ${shortTime(l.retryNotBefore)} (${relative(l.retryNotBefore, now)}); --force orders anyway`);
+  if (l.ordersLast7Days !== undefined && l.ordersLast7Days >= 5) out.push(`${l.ordersLast7Days} certificates ordered for these names in the last 7 days (Let's Encrypt's duplicate-certificate limit is 5)`);
   const last = l.lastAttempt === undefined ? "no attempt recorded yet" : (when("last success", l.lastSuccess) ?? "no success recorded");
   const times = [last, when("next attempt", l.nextAttempt)].filter((t): t is string => t !== undefined);
   out.push(times.join("; "));

@@ -228,7 +228,7 @@ describe("history ConfigMap against the API server stand-in, as the amlcert Serv
     expect(await rerun.tryAcquire("pod-a/8", 90)).toMatchObject({ acquired: false, holder: "pod-a/7" });
     expect(await rerun.tryAcquire("pod-a/8", 90, { takeOverFrom: "pod-b/7" })).toMatchObject({ acquired: false, holder: "pod-a/7" });
     expect(await rerun.tryAcquire("pod-a/8", 90, { takeOverFrom: "pod-a/7" })).toEqual({ acquired: true });
-    expect((kube.store.peek("leases", NS, "amlcert") as { spec: { holderIdentity: string; leaseTransitions: number } }).spec).toMatchObject({ holderIdentity: "pod-a/8", leaseTransitions: 1 });
+    expect((kube.store.peek("leases", NS, "amlcert") as unknown as { spec: { holderIdentity: string; leaseTransitions: number } }).spec).toMatchObject({ holderIdentity: "pod-a/8", leaseTransitions: 1 });
     await rerun.release();
   });
 
