@@ -21,6 +21,8 @@ Usage:
   amlcert daemon [--config FILE] [--target FQDN]...            renew on a schedule; /metrics, /healthz, /readyz
   amlcert plan   [--config FILE] [--target FQDN]...            print what renew would do and why; writes nothing
   amlcert status [--config FILE] [--target FQDN]...            certificate, history and checks per target; writes nothing
+  amlcert doctor [--config FILE] [--target FQDN]...            first-run preflight: permissions, delegation, extension,
+                                                              azureml-fe, DNS, ACME; writes nothing (exit 3 on a problem)
   amlcert demo                                                run a real renewal against local stand-ins (from a source checkout)
   amlcert version
 
@@ -35,17 +37,24 @@ Exit codes:
   0  renewed and verified, or nothing to do (daemon: stopped cleanly)
   1  internal error (a bug)
   2  bad command line or configuration (nothing contacted, nothing written)
-  3  renewal failed up to and including the extension update (the previous certificate is still in place)
+  3  renewal failed up to and including the extension update (the previous certificate is still in place);
+     doctor: a check failed that would stop a renewal
   4  the new certificate is rolled out but the DNS or TLS check afterwards failed
   130/143  renew, plan, status stopped by SIGINT/SIGTERM (after removing our TXT values and releasing the Lease)
 `;
 
+type Commands = typeof import("./cli/commands.js");
 /** RSA is the default; an EC key works for TLS, but the extension's own checks assume RSA. */
 const ECDSA_WARNING =
   "acme.keyType is an ECDSA key type: ECDSA is unproven with the Azure ML extension (Microsoft's TLS troubleshooting checks the key with `openssl rsa -check`, which an EC key fails); rsa2048, the default, is the proven choice";
 
-type Commands = typeof import("./cli/commands.js");
-const COMMANDS: Record<string, "renewCommand" | "daemonCommand" | "planCommand" | "statusCommand"> = { renew: "renewCommand", daemon: "daemonCommand", plan: "planCommand", status: "statusCommand" };
+const COMMANDS: Record<string, "renewCommand" | "daemonCommand" | "planCommand" | "statusCommand" | "doctorCommand"> = {
+  renew: "renewCommand",
+  daemon: "daemonCommand",
+  plan: "planCommand",
+  status: "statusCommand",
+  doctor: "doctorCommand",
+};
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };

@@ -36,6 +36,9 @@ import type { Metrics } from "../observability/metrics.js";
 import type { HistoryStore, TargetHistory } from "../history/history.js";
 import { nextHistory } from "../history/record.js";
 import { createHistoryStore } from "../kubernetes/history-store.js";
+import { createAccessReview, type AccessReview } from "../kubernetes/access-review.js";
+import type { AzurePermissions } from "../azure/permissions.js";
+import type { AcmeProbe } from "../ports.js";
 import { createJournalWriter, journalChanges } from "../history/journal.js";
 import type { RunJournalPort } from "../renewal/deps.js";
 import type { PresentedTxt } from "../ports.js";
@@ -83,6 +86,12 @@ export interface App {
   scheduled: (t: TargetConfig, at: Date) => Promise<void>;
   /** On SIGTERM/SIGINT: remove the TXT values of orders in flight and give up the Leases, in parallel. */
   shutdown: () => Promise<void>;
+  /** `doctor`: what ARM's permissions API says the identity may do (the SDK is loaded on first use) */
+  permissions: () => AzurePermissions;
+  /** `doctor`: SelfSubjectAccessReviews in namespace azureml of a cluster */
+  accessReview: (k: KubernetesSourceConfig) => AccessReview;
+  /** `doctor`: the ACME directory and whether the stored account key has an account there (creates nothing) */
+  acmeProbe: () => Promise<AcmeProbe>;
 }
 
 export function kubeSource(k: KubernetesSourceConfig): KubeSource {
@@ -315,5 +324,21 @@ export function createApp(input: AppInput): App {
     await Promise.all([...solvers.map((s) => s.cleanupOutstanding()), ...locks.values().map((l) => l.release())]);
   };
 
-  return { cloud, azure, lookup, tlsProbe, ready, acme: acmeIssuer, target: targets.get, cluster: clusters.get, history: (t) => histories.get(t.kubernetes), scheduled, shutdown };
+  let permissionsClient: Promise<AzurePermissions> | undefined;
+  const permissions = (): AzurePermissions => ({
+    at: async (scope) => {
+      permissionsClient ??= import("../azure/permissions.js").then((m) =>
+        m.createAzurePermissions({ credential: azure.credential, endpoint: cloud.resourceManagerEndpoint, scope: cloud.tokenScope, requests }),
+      );
+      return (await permissionsClient).at(scope);
+    },
+  });
+  const accessReview = (k: KubernetesSourceConfig) => createAccessReview({ source: kubeSource(k), namespace: AZUREML_NAMESPACE, requests });
+  const acmeProbe = async (): Promise<AcmeProbe> => {
+    const issuer = await acmeClient();
+    if (!issuer.probe) throw new AmlcertError("INTERNAL", "preflight", "this ACME issuer cannot be probed");
+    return issuer.probe();
+  };
+
+  return { permissions, accessReview, acmeProbe, cloud, azure, lookup, tlsProbe, ready, acme: acmeIssuer, target: targets.get, cluster: clusters.get, history: (t) => histories.get(t.kubernetes), scheduled, shutdown };
 }

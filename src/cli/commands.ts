@@ -91,3 +91,14 @@ export async function daemonCommand(ctx: CommandContext): Promise<number> {
   await daemon.done;
   return ExitCode.Ok;
 }
+
+/** `amlcert doctor`: a read-only preflight per target; exit 3 when anything would stop a renewal. */
+export async function doctorCommand(ctx: CommandContext): Promise<number> {
+  const { runDoctor, doctorExitCode } = await import("../app/doctor.js");
+  const { formatDoctorJson, formatDoctorReport } = await import("../app/doctor-view.js");
+  const a = await app(ctx);
+  stopOnSignal(ctx, a);
+  const reports = await runDoctor(a, ctx.config, ctx.targets);
+  ctx.out(reports.map((r) => (ctx.human ? formatDoctorReport(r) : formatDoctorJson(r))).join(ctx.human ? "\n\n" : "\n") + "\n");
+  return doctorExitCode(reports);
+}

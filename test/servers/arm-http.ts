@@ -50,6 +50,8 @@ export interface ArmRoute {
   action: string;
   /** the ARM scope the action is checked on */
   scope: string;
+  /** every authenticated principal may call it (ARM's permissions API): no role assignment is checked */
+  anyPrincipal?: boolean;
   handle(ctx: ArmContext): Promise<void> | void;
 }
 

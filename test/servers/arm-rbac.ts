@@ -34,6 +34,12 @@ export interface ArmRbac {
   deny(rule: DenyRule): void;
   assignRole(assignment: RoleAssignment): void;
   clear(): void;
+  /**
+   * What ARM's permissions API answers `principal` at `scope`: the Actions/NotActions of each of its role assignments
+   * at the scope or above it (a principal without assignments may do everything here: one set of `*`). Deny rules are
+   * not in that answer, as deny assignments are not in ARM's.
+   */
+  permissionsAt(principalOid: string, scope: string): { actions: string[]; notActions: string[] }[];
   /** throws 403 AuthorizationFailed in ARM's words when `principal` may not do `action` on `scope` */
   authorize(principal: { oid: string; appid: string }, action: string, scope: string): void;
 }
@@ -43,7 +49,8 @@ const globToRegExp = (glob: string) =>
 
 export function createArmRbac(): ArmRbac {
   const denies: Array<{ principalOid?: string; action: RegExp; scopeIncludes?: string }> = [];
-  const assignments: Array<{ principalOid: string; scope: string; actions: RegExp[]; notActions: RegExp[] }> = [];
+  const assignments: Array<{ principalOid: string; scope: string; actions: RegExp[]; notActions: RegExp[]; raw: { actions: string[]; notActions: string[] } }> = [];
+  const covers = (assigned: string, scopeLc: string) => assigned === "/" || scopeLc === assigned || scopeLc.startsWith(`${assigned}/`);
   return {
     deny(rule) {
       denies.push({ principalOid: rule.principalOid, action: globToRegExp(rule.action), scopeIncludes: rule.scopeIncludes?.toLowerCase() });
@@ -56,11 +63,18 @@ export function createArmRbac(): ArmRbac {
         scope: scope.toLowerCase().replace(/\/$/, "") || "/",
         actions: role.Actions.map(globToRegExp),
         notActions: (role.NotActions ?? []).map(globToRegExp),
+        raw: { actions: [...role.Actions], notActions: [...(role.NotActions ?? [])] },
       });
     },
     clear() {
       denies.length = 0;
       assignments.length = 0;
+    },
+    permissionsAt(principalOid, scope) {
+      const mine = assignments.filter((a) => a.principalOid === principalOid);
+      if (mine.length === 0) return [{ actions: ["*"], notActions: [] }];
+      const scopeLc = scope.toLowerCase().replace(/\/$/, "");
+      return mine.filter((a) => covers(a.scope, scopeLc)).map((a) => ({ actions: [...a.raw.actions], notActions: [...a.raw.notActions] }));
     },
     authorize(principal, action, scope) {
       const scopeLc = scope.toLowerCase();
@@ -72,7 +86,7 @@ export function createArmRbac(): ArmRbac {
         mine.length === 0 ||
         mine.some(
           (a) =>
-            (a.scope === "/" || scopeLc === a.scope || scopeLc.startsWith(`${a.scope}/`)) &&
+            covers(a.scope, scopeLc) &&
             a.actions.some((r) => r.test(action)) &&
             !a.notActions.some((r) => r.test(action)),
         );

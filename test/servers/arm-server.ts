@@ -14,6 +14,7 @@ import { createDnsRoutes } from "./arm-dns.js";
 import { createExtensionRoutes, type ExtensionKnobs, type ExtensionRecord, type ExtensionRef, type ExtensionSeed, type LroSettings } from "./arm-extensions.js";
 import { ArmHttpError, readBody, sendJson, type ArmRequestRecord } from "./arm-http.js";
 import { createArmRbac, type DenyRule, type RoleAssignment } from "./arm-rbac.js";
+import { createPermissionsRoutes } from "./arm-permissions.js";
 import type { VerifiedToken } from "./entra-server.js";
 import type { TestPki } from "./pki.js";
 import type { ZoneStore } from "./zone-store.js";
@@ -118,6 +119,7 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
   };
   const dns = createDnsRoutes(zones);
   const extensions = createExtensionRoutes(knobs);
+  const permissions = createPermissionsRoutes(rbac);
   let url = "";
   let audiences: string[] = [];
 
@@ -204,10 +206,10 @@ export async function startArmServer(opts: ArmServerOptions): Promise<ArmServer>
           return;
         }
       }
-      const route = dns.route(method, path) ?? extensions.route(method, path);
+      const route = dns.route(method, path) ?? extensions.route(method, path) ?? permissions.route(method, path);
       if (!route) throw new ArmHttpError(404, "NotFound", `No HTTP resource was found that matches the request URI '${url}${path}'.`);
       record.action = route.action;
-      rbac.authorize(principal, route.action, route.scope);
+      if (!route.anyPrincipal) rbac.authorize(principal, route.action, route.scope);
       if (server.beforeHandle) await server.beforeHandle(record);
       await route.handle({ req, res, method, apiVersion, body, record, baseUrl: url });
     } catch (err) {
