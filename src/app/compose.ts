@@ -98,6 +98,15 @@ export function kubeSource(k: KubernetesSourceConfig): KubeSource {
   return k.inCluster ? { kind: "in-cluster" } : { kind: "kubeconfig", path: k.kubeconfig, context: k.context };
 }
 
+/** The bounds and retries of ARM requests (azure.requestTimeout, maxRetries, maxRetryAfter). */
+export const armRetry = (config: Config) => ({ timeoutMs: config.azure.requestTimeout, maxRetries: config.azure.maxRetries, maxRetryAfterMs: config.azure.maxRetryAfter });
+/** The bounds and retries of Kubernetes API requests (kubernetesApi.*). */
+export const kubeRetry = (config: Config) => ({
+  timeoutMs: config.kubernetesApi.requestTimeout,
+  maxRetries: config.kubernetesApi.maxRetries,
+  maxRetryAfterMs: config.kubernetesApi.maxRetryAfter,
+});
+
 const clusterKey = (k: KubernetesSourceConfig) => (k.inCluster ? "in-cluster" : `${k.kubeconfig ?? ""}#${k.context ?? ""}`);
 
 function readTrustBundle(path: string | undefined): string | undefined {
@@ -135,8 +144,8 @@ export function createApp(input: AppInput): App {
   });
   const requests = input.metrics?.requests;
   const azure = createAzureCredential({ cloud, env: input.env, logger, requests });
-  const lookup = createDnsLookup();
-  const tlsProbe = createTlsProbe({ caPem: readTrustBundle(config.verify.trustBundleFile), timeoutMs: 10_000 });
+  const lookup = createDnsLookup({ timeoutMs: config.dns.queryTimeout, tries: config.dns.queryTries });
+  const tlsProbe = createTlsProbe({ caPem: readTrustBundle(config.verify.trustBundleFile), timeoutMs: config.verify.probeTimeout });
   // sign in once per process and log who we are; a failure is not kept, so a daemon's next run tries again
   let signedIn: Promise<void> | undefined;
   const ready = (): Promise<void> => {
@@ -149,7 +158,7 @@ export function createApp(input: AppInput): App {
     signedIn.catch(() => (signedIn = undefined));
     return signedIn;
   };
-  const arm = { credential: azure.credential, endpoint: cloud.resourceManagerEndpoint, scope: cloud.tokenScope, logger, requests };
+  const arm = { credential: azure.credential, endpoint: cloud.resourceManagerEndpoint, scope: cloud.tokenScope, logger, requests, retry: armRetry(config) };
 
   const zones = once(
     (ref: ZoneRefConfig) => createAzureDnsZone({ ...arm, subscriptionId: ref.subscriptionId, resourceGroup: ref.resourceGroup, zone: ref.zone }),
@@ -168,7 +177,7 @@ export function createApp(input: AppInput): App {
     return servers;
   };
 
-  const inAzureml = (k: KubernetesSourceConfig) => ({ source: kubeSource(k), namespace: AZUREML_NAMESPACE, logger, clock, requests });
+  const inAzureml = (k: KubernetesSourceConfig) => ({ source: { ...kubeSource(k), retry: kubeRetry(config) }, namespace: AZUREML_NAMESPACE, logger, clock, requests });
   const clusters = once((k: KubernetesSourceConfig) => createKubeCluster(inAzureml(k)), clusterKey);
   // a holder of this host whose pid is gone crashed: its Lease is taken over at once (signal 0 probes, EPERM means alive)
   const abandonedBy = deadOnThisHost(input.holder, (pid) => {

@@ -129,6 +129,17 @@ export const configSchema = z
         resourceManagerEndpoint: z.url({ protocol: /^https$/, error: "must be an https:// URL" }).optional(),
         authorityHost: z.url({ protocol: /^https$/, error: "must be an https:// URL" }).optional(),
         tokenScope: z.string().optional(),
+        requestTimeout: duration("30s"),
+        maxRetries: z.number().int().min(0).max(10).default(4),
+        maxRetryAfter: duration("60s"),
+      })
+      .strict()
+      .prefault({}),
+    kubernetesApi: z
+      .object({
+        requestTimeout: duration("30s"),
+        maxRetries: z.number().int().min(0).max(10).default(4),
+        maxRetryAfter: duration("30s"),
       })
       .strict()
       .prefault({}),
@@ -140,6 +151,8 @@ export const configSchema = z
         propagationInterval: duration("5s"),
         propagationSettle: duration("0s"),
         txtTtl: z.number().int().min(1).max(3600).default(60),
+        queryTimeout: duration("2s"),
+        queryTries: z.number().int().min(1).max(5).default(2),
       })
       .strict()
       .prefault({}),
@@ -173,6 +186,7 @@ export const configSchema = z
         port: z.number().int().min(1).max(65535).default(443),
         timeout: duration("5m"),
         interval: duration("5s"),
+        probeTimeout: duration("10s"),
       })
       .strict()
       .prefault({}),
