@@ -26,6 +26,26 @@ export interface IssueRequest {
   names: string[];
   /** PKCS#8 PEM of the fresh certificate key */
   keyPem: string;
+  /** RFC 9773: the certID of the certificate this order replaces (sent only when the CA has renewalInfo) */
+  replaces?: string;
+  /** the CA's certificate profile to order (one of the directory's meta.profiles) */
+  profile?: string;
+  /** the run's signal: aborts the request in flight and every wait of the order */
+  signal?: AbortSignal;
+}
+
+/**
+ * The CA's suggested renewal window for a certificate (RFC 9773, ACME Renewal Information), as its renewalInfo
+ * resource answered it.
+ */
+export interface RenewalWindow {
+  /** the certificate's certID (base64url AKI keyIdentifier "." base64url serial) */
+  certId: string;
+  start: Date;
+  end: Date;
+  explanationURL?: string;
+  /** when the CA asks to be asked again (Retry-After); the answer is reused until then */
+  refreshAfter?: Date;
 }
 
 export interface IssuedCertificate {
@@ -48,6 +68,11 @@ export interface AcmeIssuer {
   issue(req: IssueRequest, solver: DnsChallengeSolver): Promise<IssuedCertificate>;
   /** Read the directory and look the stored account key up (onlyReturnExisting); never registers or saves a key. */
   probe?(): Promise<AcmeProbe>;
+  /** The CA's renewal window for the leaf of `chainPem`, when its directory has renewalInfo (RFC 9773); undefined
+   * when it has none, the certificate has no certID, or the CA did not answer (never throws: the lifetime rule holds). */
+  renewalInfo?(chainPem: string, signal?: AbortSignal): Promise<RenewalWindow | undefined>;
+  /** The directory's meta.profiles (name -> description), undefined when it offers none. */
+  profiles?(signal?: AbortSignal): Promise<Record<string, string> | undefined>;
 }
 
 /** A certificate and its fresh key, as a source hands it over (not yet validated). */
@@ -65,7 +90,9 @@ export interface ObtainedCertificate {
 export interface CertificateSource {
   /** a short name for logs, metrics and status, e.g. "acme" */
   readonly kind: string;
-  obtain(req: { names: string[] }, signal?: AbortSignal): Promise<ObtainedCertificate>;
+  obtain(req: { names: string[]; replaces?: string; profile?: string }, signal?: AbortSignal): Promise<ObtainedCertificate>;
+  /** ACME Renewal Information for the certificate in place (C3): the CA's window, undefined when it has none. */
+  renewalInfo?(chainPem: string, signal?: AbortSignal): Promise<RenewalWindow | undefined>;
   /** Sources that hold a certificate someone else renews (Key Vault, a Kubernetes TLS secret): which one they hold
    * now, read without side effects, so the renewal decision can compare it with the one in place. ACME has none. */
   offer?(signal?: AbortSignal): Promise<SourceOffer>;
@@ -214,6 +241,6 @@ export const systemClock: Clock = {
 };
 
 /** Which external system a request went to, for the requests-by-status metric. */
-export type RequestSystem = "acme" | "arm" | "entra" | "kubernetes";
+export type RequestSystem = "acme" | "arm" | "entra" | "kubernetes" | "keyvault";
 /** Told of every HTTP response (status code as a string) or transport failure ("error") an adapter sees. */
 export type RequestObserver = (system: RequestSystem, status: string) => void;

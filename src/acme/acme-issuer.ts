@@ -1,30 +1,47 @@
 /**
- * The ACME adapter: one DNS-01 order on acme-client's low-level API. acme-client is imported here only.
+ * The ACME adapter: one DNS-01 order on acme-client's low-level API. acme-client is imported here only (its axios
+ * instance's transport is bounded by ./acme-transport.ts).
+ *
+ * Process scope (one issuer per process, see src/app/compose.ts): one keep-alive HTTPS agent, the directory
+ * (fetched once, with its meta; acme-client's own copy is primed with it), one acme-client Client and one account
+ * lookup (or registration), and the renewalInfo answers until their Retry-After.
  *
  *   account   load the account key (create + save an ECDSA P-256 key first if none), find the account
  *             (onlyReturnExisting) or register it (with External Account Binding when configured)
- *   order     newOrder for the names -> authorizations -> for each pending one, in parallel: present the dns-01
- *             value through the solver, tell the CA, wait for the challenge to be valid
+ *   order     newOrder for the names (with `profile` and RFC 9773's `replaces` when given) -> authorizations ->
+ *             for each pending one, in parallel: present the dns-01 value through the solver, tell the CA, wait for
+ *             the challenge to be valid
  *   cleanup   always, once every authorization has settled: remove every value that was presented
  *   finalize  CSR from the caller's key -> finalize -> download the full chain (leaf first)
  *
  * acme-client throws plain Errors whose message is the problem's `detail`; to report the problem *type*
- * (rejectedIdentifier, unauthorized, badCSR, ...) this module watches the responses of acme-client's axios
- * instance and keeps the problem documents seen during the current `issue` call (an AsyncLocalStorage scope,
- * so concurrent issuers never mix them up). The same scope carries the optional extra trust anchors and the
- * request observer (amlcert_requests_total{system="acme"}).
+ * (rejectedIdentifier, unauthorized, badCSR, ...) the transport hands this module the problem documents seen during
+ * the current call (an AsyncLocalStorage scope, so concurrent calls never mix them up). The same scope carries the
+ * call's signal, the transport policy and the request observer (amlcert_requests_total{system="acme"}).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { X509Certificate, createPrivateKey } from "node:crypto";
 import { Agent as HttpsAgent } from "node:https";
+import { createRequire } from "node:module";
 import { getCACertificates } from "node:tls";
 import * as acme from "acme-client";
+import type { AxiosAdapter } from "axios";
 import type { Logger } from "pino";
 import { AmlcertError, atStage, isAmlcertError, type Stage } from "../errors.js";
-import type { AcmeIssuer, AcmeProbe, Clock, DnsChallengeSolver, IssueRequest, IssuedCertificate, PresentedTxt, RequestObserver } from "../ports.js";
+import type { AcmeIssuer, AcmeProbe, Clock, DnsChallengeSolver, IssueRequest, IssuedCertificate, PresentedTxt, RenewalWindow, RequestObserver } from "../ports.js";
 import type { AccountKeyStore } from "./account-key-store.js";
 import { generateCertificateKey } from "./keys.js";
 import { normalizeName } from "../dns-check/names.js";
+import { certIdOf, parseSuggestedWindow } from "./ari.js";
+import {
+  AcmeTransportError,
+  DEFAULT_TRANSPORT_POLICY,
+  boundedAdapter,
+  retryAfterMs,
+  type Problem,
+  type TransportCall,
+  type TransportPolicy,
+} from "./acme-transport.js";
 
 export interface AcmeIssuerOptions {
   directoryUrl: string;
@@ -40,15 +57,14 @@ export interface AcmeIssuerOptions {
   caPem?: string;
   /** how status polling backs off (challenge, order): attempts and delays. Defaults: 10 attempts, 1 s .. 10 s. */
   poll?: { attempts?: number; minDelayMs?: number; maxDelayMs?: number };
-  /** retries of one HTTP request on network errors, 429 and 5xx (Retry-After wins over the delay, which grows
-   * linearly: delay x attempt). Defaults: acme-client's, 5 retries, 5 s. */
+  /** bounds of every HTTP request (acme-transport.ts): timeout, the longest Retry-After waited, attempts, backoff */
+  transport?: Partial<TransportPolicy>;
+  /** shorthand for transport: `retries` after the first try, a fixed `delaySeconds` between them */
   transportRetry?: { retries?: number; delaySeconds?: number };
-  /** told the status of every HTTP response from the CA (a 429 or badNonce answer that acme-client retries counts,
-   * and so does the retry) and "error" for each request that got no response (counted when `issue` returns) */
+  /** told the status of every HTTP response from the CA (a 429 or badNonce answer that is retried counts, and so
+   * does the retry) and "error" for each request that got no response */
   requests?: RequestObserver;
 }
-
-const PROBLEM_PREFIX = "urn:ietf:params:acme:error:";
 
 /** Problem types that mean "the CA refused this order" rather than "something broke on the way". */
 const REJECTION_TYPES = new Set([
@@ -60,6 +76,7 @@ const REJECTION_TYPES = new Set([
   "dns",
   "incorrectResponse",
   "connection",
+  "invalidProfile",
 ]);
 
 /** Problem types that say "try again later", whichever step they show up in. */
@@ -79,108 +96,49 @@ const ACCOUNT_TYPES = new Set([
   "badPublicKey",
 ]);
 
-interface Problem {
-  type: string;
-  detail: string;
-}
-
-interface AcmeSettings {
-  retryMaxAttempts: number;
-  retryDefaultDelay: number;
-  [other: string]: unknown;
-}
+/** acme-client caches its directory this long; ours is refreshed as often (a daemon runs for weeks). */
+const DIRECTORY_MAX_AGE_MS = 24 * 3_600_000;
+/** A renewalInfo answer is reused until its Retry-After, within these bounds (RFC 9773 section 4.3). */
+const ARI_REFRESH_MIN_MS = 60_000;
+const ARI_REFRESH_MAX_MS = 24 * 3_600_000;
+/** Without a Retry-After, Let's Encrypt's six hours. */
+const ARI_REFRESH_DEFAULT_MS = 6 * 3_600_000;
 
 interface CallScope {
   /** the most recent problem documents (bounded) */
   problems: Problem[];
   badNonces: number;
-  httpsAgent?: HttpsAgent;
-  transportRetry?: { retries?: number; delaySeconds?: number };
-  requests?: RequestObserver;
-  /** HTTP requests sent (each retry is one) and responses received during this call */
-  sent: number;
-  answered: number;
+  transport: TransportCall;
+}
+
+interface Directory {
+  newOrder?: string;
+  renewalInfo?: string;
+  meta?: { profiles?: Record<string, string>; externalAccountRequired?: boolean; [k: string]: unknown };
+  [k: string]: unknown;
 }
 
 const scope = new AsyncLocalStorage<CallScope>();
-let interceptorsInstalled = false;
+let transportInstalled = false;
 
 /**
- * Hook acme-client's axios instance once: read-only observation of problems, the per-call HTTPS agent, the
- * per-call transport retry settings (acme-client reads `defaults.acmeSettings` when it retries a request; the
- * getter answers from the current call's scope and falls back to the process-wide value), and the count of
- * requests and responses.
- *
- * Responses are counted in a `transformResponse` step, not in a response interceptor: acme-client's own
- * interceptor (installed first) turns every answer into an error, retries 429/5xx/network failures by re-running
- * the whole request, and hands on only the last answer, so an interceptor after it never sees the 429. axios
- * calls `transformResponse` exactly once for each answer that arrives, before any interceptor. Requests are
- * counted in the request interceptor, which axios runs again for each of acme-client's retries.
+ * Put the bounded transport under acme-client's axios instance, once per process, and switch acme-client's own
+ * transport retries off (acme-transport.ts says why). The adapter acts only inside an issuer's call scope.
+ * acme-client's axios is reached through acme-client's own module resolution, so it is the same copy.
  */
-function installInterceptors(): void {
-  if (interceptorsInstalled) return;
-  interceptorsInstalled = true;
-  const defaults = acme.axios.defaults as unknown as { acmeSettings: AcmeSettings };
-  let base = defaults.acmeSettings;
-  Object.defineProperty(defaults, "acmeSettings", {
-    configurable: true,
-    enumerable: true,
-    get(): AcmeSettings {
-      const retry = scope.getStore()?.transportRetry;
-      if (retry === undefined) return base;
-      return {
-        ...base,
-        ...(retry.retries === undefined ? {} : { retryMaxAttempts: retry.retries }),
-        ...(retry.delaySeconds === undefined ? {} : { retryDefaultDelay: retry.delaySeconds }),
-      };
-    },
-    set(value: AcmeSettings) {
-      base = value;
-    },
-  });
-  acme.axios.interceptors.request.use((config) => {
-    const store = scope.getStore();
-    if (store !== undefined) store.sent++;
-    const agent = store?.httpsAgent;
-    if (agent !== undefined) config.httpsAgent = agent;
-    return config;
-  });
-  const transforms = acme.axios.defaults.transformResponse;
-  acme.axios.defaults.transformResponse = [
-    function countResponse(data: unknown, _headers: unknown, status?: number): unknown {
-      const store = scope.getStore();
-      if (store !== undefined && status !== undefined) {
-        store.answered++;
-        store.requests?.("acme", String(status));
-      }
-      return data;
-    },
-    ...(transforms === undefined ? [] : Array.isArray(transforms) ? transforms : [transforms]),
-  ];
-  acme.axios.interceptors.response.use((response) => {
-    const store = scope.getStore();
-    if (store !== undefined) {
-      const data: unknown = response.data;
-      const problem = asProblem(data) ?? asProblem((data as { error?: unknown } | null)?.error);
-      if (problem !== undefined) {
-        if (problem.type === "badNonce") store.badNonces++;
-        store.problems.push(problem);
-        if (store.problems.length > 200) store.problems.shift();
-      }
-    }
-    return response;
-  });
-}
-
-function asProblem(value: unknown): Problem | undefined {
-  if (typeof value !== "object" || value === null) return undefined;
-  const { type, detail } = value as { type?: unknown; detail?: unknown };
-  if (typeof type !== "string" || !type.startsWith(PROBLEM_PREFIX)) return undefined;
-  return { type: type.slice(PROBLEM_PREFIX.length), detail: typeof detail === "string" ? detail : "" };
+function installTransport(): void {
+  if (transportInstalled) return;
+  transportInstalled = true;
+  const axiosOfAcme = createRequire(createRequire(import.meta.url).resolve("acme-client"))("axios") as { getAdapter(name: string): AxiosAdapter };
+  const http = axiosOfAcme.getAdapter("http");
+  const defaults = acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } };
+  defaults.acmeSettings = { ...defaults.acmeSettings, retryMaxAttempts: 0 };
+  acme.axios.defaults.adapter = boundedAdapter(http, () => scope.getStore()?.transport);
 }
 
 /** The problem document behind an acme-client error (its message is the detail with newlines removed). */
 function problemOf(err: unknown): Problem | undefined {
+  if (err instanceof AcmeTransportError) return err.facts.problem;
   const store = scope.getStore();
   if (store === undefined || !(err instanceof Error)) return undefined;
   for (let i = store.problems.length - 1; i >= 0; i--) {
@@ -204,9 +162,26 @@ function describeProblem(p: Problem): string {
   return `${p.type}: ${p.detail || "(no detail)"}`;
 }
 
+/** A request the transport gave up on: rate limited (C2: retryAt), or the CA unavailable or silent. */
+function transportFailure(err: AcmeTransportError, what: string, stage: Stage, extra: Record<string, unknown>): AmlcertError {
+  const { retryAt, status, problem, attempts, timeoutMs } = err.facts;
+  const details = {
+    ...extra,
+    transport: err.kind,
+    attempts,
+    ...(status === undefined ? {} : { status }),
+    ...(retryAt === undefined ? {} : { retryAt: retryAt.toISOString() }),
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    ...(problem ? { problemType: problem.type, problemDetail: problem.detail } : {}),
+  };
+  const code = err.kind === "rate-limited" && retryAt !== undefined ? "ACME_RATE_LIMITED" : "ACME_ERROR";
+  return new AmlcertError(code, stage, `ACME ${what} failed: ${err.message}`, { cause: sanitized(err), details });
+}
+
 /** Map a failure of an ACME call made during `what` to an AmlcertError. */
 function acmeFailure(err: unknown, what: string, stage: Stage, extra: Record<string, unknown> = {}): AmlcertError {
   if (isAmlcertError(err)) return err;
+  if (err instanceof AcmeTransportError) return transportFailure(err, what, stage, extra);
   const problem = problemOf(err);
   const message = err instanceof Error ? err.message : String(err);
   if (problem === undefined) {
@@ -253,9 +228,29 @@ interface AuthzFailure {
   error: AmlcertError;
 }
 
+/** acme-client's HttpClient, for its directory cache (not part of its typed API; checked before use). */
+interface AcmeHttp {
+  getDirectory(): Promise<Directory>;
+  directoryCache?: Directory | null;
+  directoryTimestamp?: number;
+}
+
+function httpOf(client: acme.Client): AcmeHttp | undefined {
+  const http = (client as unknown as { http?: AcmeHttp }).http;
+  return typeof http?.getDirectory === "function" ? http : undefined;
+}
+
 export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
-  installInterceptors();
+  installTransport();
   const log = opts.logger.child({ component: "acme" });
+  const policy: TransportPolicy = {
+    ...DEFAULT_TRANSPORT_POLICY,
+    ...(opts.transportRetry?.retries === undefined ? {} : { attempts: opts.transportRetry.retries + 1 }),
+    ...(opts.transportRetry?.delaySeconds === undefined
+      ? {}
+      : { backoffMinMs: opts.transportRetry.delaySeconds * 1000, backoffMaxMs: opts.transportRetry.delaySeconds * 1000 }),
+    ...opts.transport,
+  };
 
   /** Run one ACME step, repeating it (bounded) when it failed only because the CA kept rejecting nonces. */
   async function nonceSafe<T>(step: () => Promise<T>): Promise<T> {
@@ -273,11 +268,71 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
     backoffMin: opts.poll?.minDelayMs ?? 1_000,
     backoffMax: opts.poll?.maxDelayMs ?? 10_000,
   };
-  const httpsAgent =
-    opts.caPem === undefined
-      ? undefined
-      : new HttpsAgent({ ca: [...getCACertificates("default"), opts.caPem], keepAlive: false });
+  // one connection pool per process: keep-alive, so a run's requests share a TLS connection
+  const httpsAgent = new HttpsAgent({ keepAlive: true, ...(opts.caPem === undefined ? {} : { ca: [...getCACertificates("default"), opts.caPem] }) });
 
+  /** Run `fn` in a call scope of its own (problems, signal, counters), unless one is running already. */
+  function inCall<T>(signal: AbortSignal | undefined, fn: (call: CallScope) => Promise<T>): Promise<T> {
+    const running = scope.getStore();
+    if (running !== undefined) return fn(running);
+    const call: CallScope = {
+      problems: [],
+      badNonces: 0,
+      transport: {
+        policy,
+        clock: opts.clock,
+        httpsAgent,
+        ...(signal === undefined ? {} : { signal }),
+        ...(opts.requests === undefined ? {} : { requests: opts.requests }),
+        onRetry: (r) => log.info({ method: r.method, url: r.url, status: r.status, attempt: r.attempt, delayMs: r.delayMs, retryAfterMs: r.retryAfterMs }, "ACME request retried"),
+      },
+    };
+    call.transport.onProblem = (p) => {
+      if (p.type === "badNonce") call.badNonces++;
+      call.problems.push(p);
+      if (call.problems.length > 200) call.problems.shift();
+    };
+    return scope.run(call, () => fn(call));
+  }
+
+  // ------------------------------------------------------------------------------------------------- directory
+  let directoryMemo: { at: number; dir: Promise<Directory> } | undefined;
+  /** The directory, fetched once (and again after a day); a failure is not kept. */
+  function directory(signal?: AbortSignal): Promise<Directory> {
+    const now = opts.clock.now().getTime();
+    if (directoryMemo && now - directoryMemo.at < DIRECTORY_MAX_AGE_MS) return directoryMemo.dir;
+    const dir = inCall(signal, async () => {
+      const res = await acme.axios.get<unknown>(opts.directoryUrl, { validateStatus: null } as never);
+      if (res.status !== 200 || typeof res.data !== "object" || res.data === null) {
+        throw new Error(`the ACME directory ${opts.directoryUrl} answered ${res.status}${typeof res.data === "object" ? "" : " without a JSON body"}`);
+      }
+      return res.data as Directory;
+    });
+    directoryMemo = { at: now, dir };
+    dir.catch(() => {
+      if (directoryMemo?.dir === dir) directoryMemo = undefined;
+    });
+    return dir;
+  }
+
+  /** A Client whose directory is ours (no second fetch). */
+  async function newClient(accountKey: string): Promise<acme.Client> {
+    const dir = await directory();
+    const client = new acme.Client({
+      directoryUrl: opts.directoryUrl,
+      accountKey,
+      ...(opts.eab === undefined ? {} : { externalAccountBinding: { kid: opts.eab.kid, hmacKey: opts.eab.hmacKey } }),
+      ...poll,
+    });
+    const http = httpOf(client);
+    if (http && http.directoryCache == null) {
+      http.directoryCache = dir;
+      http.directoryTimestamp = Math.floor(Date.now() / 1000);
+    }
+    return client;
+  }
+
+  // --------------------------------------------------------------------------------------------------- account
   async function accountKey(): Promise<{ pem: string; generated: boolean }> {
     const where = opts.accountKeys.describe();
     let stored: string | undefined;
@@ -321,14 +376,14 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
     });
   }
 
-  async function account(): Promise<acme.Client> {
+  async function findOrRegister(): Promise<acme.Client> {
     const key = await accountKey();
-    const client = new acme.Client({
-      directoryUrl: opts.directoryUrl,
-      accountKey: key.pem,
-      ...(opts.eab === undefined ? {} : { externalAccountBinding: { kid: opts.eab.kid, hmacKey: opts.eab.hmacKey } }),
-      ...poll,
-    });
+    let client: acme.Client;
+    try {
+      client = await newClient(key.pem);
+    } catch (err) {
+      throw acmeFailure(err, "directory request", "acme-account");
+    }
     if (!key.generated) {
       try {
         await nonceSafe(() => client.createAccount({ onlyReturnExisting: true }));
@@ -351,6 +406,18 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
     }
     log.info({ accountUrl: client.getAccountUrl(), created: true, eabKid: opts.eab?.kid }, "registered a new ACME account");
     return client;
+  }
+
+  let accountMemo: Promise<acme.Client> | undefined;
+  /** The account's client, looked up (or registered) once per process; a failure is not kept. */
+  function account(): Promise<acme.Client> {
+    if (accountMemo) return accountMemo;
+    const found = findOrRegister();
+    accountMemo = found;
+    found.catch(() => {
+      if (accountMemo === found) accountMemo = undefined;
+    });
+    return found;
   }
 
   /** Solve one authorization. Presented values are appended to `presented` as soon as they exist. */
@@ -423,6 +490,26 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
     else log.info(summary, "dns-01 cleanup finished");
   }
 
+  async function createOrder(client: acme.Client, names: string[], req: IssueRequest): Promise<acme.Order> {
+    const dir = await directory();
+    // RFC 9773 section 5: `replaces` only toward a CA that has renewalInfo
+    const replaces = req.replaces !== undefined && dir.renewalInfo !== undefined ? req.replaces : undefined;
+    const payload = (withReplaces: boolean) =>
+      ({
+        identifiers: names.map((value) => ({ type: "dns", value })),
+        ...(req.profile === undefined ? {} : { profile: req.profile }),
+        ...(withReplaces && replaces !== undefined ? { replaces } : {}),
+      }) as Parameters<acme.Client["createOrder"]>[0];
+    try {
+      return await nonceSafe(() => client.createOrder(payload(true)));
+    } catch (err) {
+      // the certificate was replaced already (an earlier order of ours whose rollout failed): order without it
+      if (replaces === undefined || problemOf(err)?.type !== "alreadyReplaced") throw err;
+      log.warn({ replaces, problemDetail: problemOf(err)?.detail }, "the CA says the certificate in place was already replaced; ordering without replaces");
+      return nonceSafe(() => client.createOrder(payload(false)));
+    }
+  }
+
   async function issueInScope(req: IssueRequest, solver: DnsChallengeSolver, callScope: CallScope): Promise<IssuedCertificate> {
     const started = opts.clock.now().getTime();
     const names = uniqueNames(req.names);
@@ -437,13 +524,13 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
     let order: acme.Order;
     let authorizations: acme.Authorization[];
     try {
-      order = await nonceSafe(() => client.createOrder({ identifiers: names.map((value) => ({ type: "dns", value })) }));
+      order = await createOrder(client, names, req);
       const created = order;
       authorizations = await nonceSafe(() => client.getAuthorizations(created));
     } catch (err) {
       throw acmeFailure(err, `order for ${names.join(", ")}`, "acme-order", { names });
     }
-    log.info({ orderUrl: order.url, names, authorizations: authorizations.length }, "ACME order created");
+    log.info({ orderUrl: order.url, names, authorizations: authorizations.length, profile: req.profile, replaces: req.replaces }, "ACME order created");
 
     const presented: PresentedTxt[] = [];
     try {
@@ -501,51 +588,85 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
     return { chainPem };
   }
 
+  // ---------------------------------------------------------------------------------------------------- ARI
+  const windows = new Map<string, { window: RenewalWindow | undefined; until: number }>();
+
+  async function fetchWindow(base: string, certId: string, signal?: AbortSignal): Promise<{ window: RenewalWindow | undefined; until: number }> {
+    const url = `${base.replace(/\/+$/, "")}/${certId}`;
+    const res = await inCall(signal, () => acme.axios.get<unknown>(url, { validateStatus: null } as never));
+    const now = opts.clock.now();
+    const after = retryAfterMs(res.headers["retry-after"], now) ?? ARI_REFRESH_DEFAULT_MS;
+    const until = now.getTime() + Math.min(ARI_REFRESH_MAX_MS, Math.max(ARI_REFRESH_MIN_MS, after));
+    if (res.status !== 200) {
+      log.info({ certId, status: res.status }, "the CA has no renewal information for the certificate in place; renewing by its lifetime");
+      return { window: undefined, until };
+    }
+    const parsed = parseSuggestedWindow(res.data);
+    if (parsed === undefined) {
+      log.warn({ certId }, "the CA's renewal information has no usable suggestedWindow; renewing by the certificate's lifetime");
+      return { window: undefined, until };
+    }
+    return { window: { certId, ...parsed, refreshAfter: new Date(until) }, until };
+  }
+
   return {
     issue(req, solver) {
-      const callScope: CallScope = {
-        problems: [],
-        badNonces: 0,
-        sent: 0,
-        answered: 0,
-        ...(httpsAgent === undefined ? {} : { httpsAgent }),
-        ...(opts.transportRetry === undefined ? {} : { transportRetry: opts.transportRetry }),
-        ...(opts.requests === undefined ? {} : { requests: opts.requests }),
-      };
-      const countUnanswered = () => {
-        // every request of the call has settled by now: those without an answer failed on the way
-        for (let i = callScope.answered; i < callScope.sent; i++) opts.requests?.("acme", "error");
-      };
-      return scope.run(callScope, () => issueInScope(req, solver, callScope)).finally(countUnanswered);
+      return inCall(req.signal, (call) => issueInScope(req, solver, call));
+    },
+
+    async profiles(signal) {
+      try {
+        const dir = await directory(signal);
+        const p = dir.meta?.profiles;
+        return typeof p === "object" && p !== null && Object.keys(p).length > 0 ? { ...p } : undefined;
+      } catch (err) {
+        throw acmeFailure(err, "directory request", "acme-order");
+      }
+    },
+
+    async renewalInfo(chainPem, signal) {
+      let certId: string | undefined;
+      try {
+        certId = certIdOf(chainPem);
+      } catch {
+        return undefined;
+      }
+      if (certId === undefined) return undefined;
+      const cached = windows.get(certId);
+      if (cached && opts.clock.now().getTime() < cached.until) return cached.window;
+      try {
+        const dir = await directory(signal);
+        if (typeof dir.renewalInfo !== "string") return undefined;
+        const answer = await fetchWindow(dir.renewalInfo, certId, signal);
+        windows.set(certId, answer);
+        // the map stays small: one entry per certificate in place, and old ones go
+        for (const [k, v] of windows) if (v.until <= opts.clock.now().getTime()) windows.delete(k);
+        return answer.window;
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        log.warn({ certId, error: err instanceof Error ? err.message : String(err) }, "could not read the CA's renewal information; renewing by the certificate's lifetime");
+        return undefined;
+      }
     },
 
     /** `doctor`: the directory answers, and the stored key's account exists; registers nothing, saves nothing. */
     probe() {
-      const callScope: CallScope = {
-        problems: [],
-        badNonces: 0,
-        sent: 0,
-        answered: 0,
-        ...(httpsAgent === undefined ? {} : { httpsAgent }),
-        ...(opts.requests === undefined ? {} : { requests: opts.requests }),
-      };
-      return scope.run(callScope, async (): Promise<AcmeProbe> => {
+      return inCall(undefined, async (): Promise<AcmeProbe> => {
         let stored: string | undefined;
         try {
           stored = await opts.accountKeys.load();
         } catch (err) {
           throw accountStoreFailure(err, `could not read the ACME account key from ${opts.accountKeys.describe()}`);
         }
-        // a key of our own for the directory request alone when none is stored yet: it is never saved or registered
-        const client = new acme.Client({ directoryUrl: opts.directoryUrl, accountKey: stored ?? (await generateCertificateKey("ecdsa-p256")), ...poll });
         let externalAccountRequired: boolean;
         try {
-          const meta = (await (client as unknown as { http: { getDirectory(): Promise<{ meta?: { externalAccountRequired?: unknown } }> } }).http.getDirectory()).meta;
-          externalAccountRequired = meta?.externalAccountRequired === true;
+          externalAccountRequired = (await directory()).meta?.externalAccountRequired === true;
         } catch (err) {
           throw acmeFailure(err, "directory request", "preflight");
         }
         if (stored === undefined) return { directory: opts.directoryUrl, account: "no-key", externalAccountRequired };
+        // a client of its own: the lookup must not become the process's account (probe never registers)
+        const client = await newClient(stored);
         try {
           await nonceSafe(() => client.createAccount({ onlyReturnExisting: true }));
           return { directory: opts.directoryUrl, account: "exists", externalAccountRequired };

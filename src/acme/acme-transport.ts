@@ -50,11 +50,27 @@ export interface Problem {
 
 const PROBLEM_PREFIX = "urn:ietf:params:acme:error:";
 
+/** A problem document (RFC 7807), parsed. */
 export function asProblem(value: unknown): Problem | undefined {
   if (typeof value !== "object" || value === null) return undefined;
   const { type, detail } = value as { type?: unknown; detail?: unknown };
   if (typeof type !== "string" || !type.startsWith(PROBLEM_PREFIX)) return undefined;
   return { type: type.slice(PROBLEM_PREFIX.length), detail: typeof detail === "string" ? detail : "" };
+}
+
+/** The problem of an answer: the body itself, or the `error` of a challenge, authorization or order body. */
+export function problemIn(data: unknown): Problem | undefined {
+  let value = data;
+  if (typeof value === "string" || Buffer.isBuffer(value)) {
+    const text = value.toString();
+    if (!text.includes(PROBLEM_PREFIX)) return undefined;
+    try {
+      value = JSON.parse(text) as unknown;
+    } catch {
+      return undefined;
+    }
+  }
+  return asProblem(value) ?? asProblem((value as { error?: unknown } | null)?.error);
 }
 
 export type TransportFailureKind = "rate-limited" | "unavailable" | "timeout" | "network";
@@ -157,7 +173,7 @@ export function boundedAdapter(inner: AxiosAdapter, currentCall: () => Transport
 
       if (response !== undefined) {
         call.requests?.("acme", String(response.status));
-        const problem = asProblem(response.data);
+        const problem = problemIn(response.data);
         if (problem) call.onProblem?.(problem);
         const status = response.status;
         const retryable = status === 429 || (status >= 500 && status <= 599);

@@ -18,7 +18,8 @@ function scripted(answers: Answer[]) {
       return new Promise((_, reject) => config.signal!.addEventListener!("abort", () => reject(Object.assign(new Error("canceled"), { code: "ERR_CANCELED" }))));
     }
     if (a === "refused") return Promise.reject(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" }));
-    const response = { status: a.status, headers: a.headers ?? {}, data: a.data ?? "", config, statusText: "" } as AxiosResponse;
+    // the raw body, as the http adapter hands it over (axios parses JSON only after the adapter)
+    const response = { status: a.status, headers: a.headers ?? {}, data: a.data === undefined ? "" : JSON.stringify(a.data), config, statusText: "" } as AxiosResponse;
     return Promise.reject(Object.assign(new Error(`status ${a.status}`), { response, config }));
   };
   return { adapter, seen };
