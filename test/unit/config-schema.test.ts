@@ -469,11 +469,12 @@ describe("the whole schema", () => {
     const parsed = configSchema.parse({ targets: [target()] });
     expect({ ...parsed, targets: undefined }).toEqual({
       acme: { directory: "letsencrypt", accountKey: { secret: "amlcert-acme-account", kubernetes: { inCluster: false } }, keyType: "rsa2048" },
-      azure: { cloud: "AzurePublicCloud" },
-      dns: { propagationTimeout: 600_000, propagationInterval: 5000, propagationSettle: 0, txtTtl: 60 },
+      azure: { cloud: "AzurePublicCloud", requestTimeout: 30_000, maxRetries: 4, maxRetryAfter: 60_000 },
+      kubernetesApi: { requestTimeout: 30_000, maxRetries: 4, maxRetryAfter: 30_000 },
+      dns: { propagationTimeout: 600_000, propagationInterval: 5000, propagationSettle: 0, txtTtl: 60, queryTimeout: 2000, queryTries: 2 },
       renewal: { secretMode: "versioned", keepPrevious: 1, concurrency: 8 },
       extension: { lroTimeout: 1_800_000, pollInterval: 10_000 },
-      verify: { port: 443, timeout: 300_000, interval: 5000 },
+      verify: { port: 443, timeout: 300_000, interval: 5000, probeTimeout: 10_000 },
       daemon: { schedule: "0 */6 * * *", jitter: 1_800_000, listen: "0.0.0.0:9464", runAtStart: true },
       metrics: { job: "amlcert" },
       history: { configMap: "amlcert-history" },
