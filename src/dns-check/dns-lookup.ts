@@ -41,6 +41,31 @@ const NO_RECORDS = new Set(["ENOTFOUND", "ENODATA"]);
 const SYSTEM = "system resolver";
 
 
+/**
+ * What a failed query means, in words: a server that did not answer at all (a timeout: packet loss, a firewall, a
+ * server down) needs different action from one that answered SERVFAIL (it is up but could not answer for the zone:
+ * a broken delegation, DNSSEC, an unreachable upstream) or REFUSED (it does not serve the zone to us).
+ */
+export function dnsFailureText(code: string, timeoutMs: number, tries: number): string {
+  switch (code) {
+    case "ETIMEOUT":
+      return `no answer (timed out after ${tries} ${tries === 1 ? "try" : "tries"} of ${timeoutMs} ms; dns.queryTimeout, dns.queryTries)`;
+    case "ESERVFAIL":
+      return "the server answered SERVFAIL (it is reachable but could not answer for this name: a broken delegation, a DNSSEC failure or an unreachable upstream)";
+    case "EREFUSED":
+      return "the server answered REFUSED (it does not serve this zone, or does not answer this client)";
+    case "ECONNREFUSED":
+      return "the connection was refused (nothing listens on that address and port)";
+    case "ENOTIMP":
+      return "the server answered NOTIMP (it does not implement this query)";
+    case "EBADRESP":
+    case "EFORMERR":
+      return `the answer could not be parsed (${code})`;
+    default:
+      return code;
+  }
+}
+
 function codeOf(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === "string" ? code : "EUNKNOWN";
@@ -73,7 +98,7 @@ export function createDnsLookup(opts: DnsLookupOptions = {}): DnsLookup {
       const code = codeOf(err);
       if (NO_RECORDS.has(code)) return [];
       const server = servers?.join(",") ?? SYSTEM;
-      throw new DnsLookupError(code, { name, rrtype, server }, `DNS ${rrtype} query for ${name} to ${server} failed: ${code}`, err);
+      throw new DnsLookupError(code, { name, rrtype, server }, `DNS ${rrtype} query for ${name} to ${server} failed: ${code}: ${dnsFailureText(code, timeout, tries)}`, err);
     }
   }
 
@@ -142,7 +167,7 @@ export function createDnsLookup(opts: DnsLookupOptions = {}): DnsLookup {
         return [...new Set(found.map((a) => a.address))];
       } catch (err) {
         const code = codeOf(err);
-        throw new DnsLookupError(code, { name: host, rrtype: "A/AAAA", server: "getaddrinfo" }, `cannot resolve host ${host}: ${code}`, err);
+        throw new DnsLookupError(code, { name: host, rrtype: "A/AAAA", server: "getaddrinfo" }, `cannot resolve host ${host}: ${code}${code === "EAI_AGAIN" ? " (the resolver did not answer in time or failed: a temporary failure)" : code === "ENOTFOUND" ? " (no such host)" : ""}`, err);
       }
     },
   };

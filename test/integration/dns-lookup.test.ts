@@ -96,14 +96,24 @@ describe("DNS lookup adapter and propagation check, over real DNS", () => {
       const err = await lookup.txt("both.example.com", [a.address, b.address]).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(DnsLookupError);
       expect(err).toMatchObject({ code: "ESERVFAIL", server: b.address, query: "both.example.com", rrtype: "TXT" });
-      expect((err as Error).message).toContain(b.address);
+      expect((err as Error).message).toBe(
+        `DNS TXT query for both.example.com to ${b.address} failed: ESERVFAIL: the server answered SERVFAIL (it is reachable but could not answer for this name: a broken delegation, a DNSSEC failure or an unreachable upstream)`,
+      );
     });
 
-    it("when a server does not answer at all, throws a DnsLookupError (timeout) naming that server", async () => {
+    it("when a server does not answer at all, throws a DnsLookupError (timeout) naming that server, the bound and the tries, not a SERVFAIL", async () => {
       a.dropNextQueries(1000);
       // the server never answers, so a short timeout is safe here
       const err = await createDnsLookup({ timeoutMs: 300, tries: 2 }).txt("both.example.com", [a.address]).catch((e: unknown) => e);
       expect(err).toMatchObject({ name: "DnsLookupError", code: "ETIMEOUT", server: a.address });
+      expect((err as Error).message).toBe(`DNS TXT query for both.example.com to ${a.address} failed: ETIMEOUT: no answer (timed out after 2 tries of 300 ms; dns.queryTimeout, dns.queryTries)`);
+    });
+
+    it("when a server refuses the query, the message says REFUSED, neither a timeout nor a SERVFAIL", async () => {
+      b.failNextQueries(10, "REFUSED");
+      const err = await lookup.txt("both.example.com", [b.address]).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "EREFUSED", server: b.address });
+      expect((err as Error).message).toBe(`DNS TXT query for both.example.com to ${b.address} failed: EREFUSED: the server answered REFUSED (it does not serve this zone, or does not answer this client)`);
     });
 
     it("when the name is outside the server's zones, throws (REFUSED is not an empty answer)", async () => {
