@@ -44,15 +44,28 @@ export interface ExtensionClientOptions {
 const CLUSTER_RP = { managedClusters: "Microsoft.ContainerService", connectedClusters: "Microsoft.Kubernetes" } as const;
 const ROLE_HINT = '"Kubernetes Extension Contributor" or the custom role in deploy/azure/amlcert-extension-role.json';
 
+/** What the extension says of its health: its statuses (code, display status, message) and ARM's errorInfo. */
+function healthOf(ext: Extension): string[] {
+  const line = (code?: string, display?: string, message?: string) => [[code, display].filter(Boolean).join(" "), message].filter(Boolean).join(": ");
+  const statuses = (ext.statuses ?? []).filter((st) => st.level !== "Information").map((st) => line(st.code, st.displayStatus, st.message));
+  const info = ext.errorInfo ? [line(ext.errorInfo.code, undefined, ext.errorInfo.message)] : [];
+  return [...new Set([...statuses, ...info].filter((l) => l.length > 0))];
+}
+
 function toState(ext: Extension): ExtensionState {
+  const health = healthOf(ext);
   return {
     id: ext.id,
     extensionType: ext.extensionType ?? "",
     provisioningState: ext.provisioningState,
     configurationSettings: { ...(ext.configurationSettings ?? {}) },
     protectedSettingKeys: Object.keys(ext.configurationProtectedSettings ?? {}),
+    ...(health.length > 0 ? { health } : {}),
   };
 }
+
+const FAILED = /^(failed|canceled|cancelled)$/i;
+const healthText = (health: string[] | undefined) => (health && health.length > 0 ? `; the extension reports: ${health.join("; ")}` : "");
 
 interface RawResponse {
   status: number;
@@ -75,6 +88,15 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
 
   const fail = (err: unknown, doing: string, action: string) =>
     toAmlcertError(err, { stage, doing, action, scope: resourceId, roleHint: ROLE_HINT, notFound });
+
+  /** After a failed operation: what the extension now says of its health (best effort: a failed read adds nothing). */
+  const healthAfterFailure = async (): Promise<string[] | undefined> => {
+    try {
+      return toState(await client.extensions.get(rg, rp, clusterType, clusterName, extensionName)).health;
+    } catch {
+      return undefined;
+    }
+  };
 
   return {
     async get() {
@@ -117,9 +139,18 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
         if (changed) log.info({ keys: Object.keys(settings) }, "extension update accepted; waiting for the operation");
         const result = await poller.pollUntilDone({ abortSignal: abort.signal });
         const state = toState(result);
+        if (FAILED.test(state.provisioningState ?? "")) {
+          // ARM's 200 "no update is done" on an extension whose last operation failed: the settings are stored, but
+          // the release running is the previous one (Helm rolled back): not a rollout
+          const why = changed ? "the operation ended but the extension shows" : "ARM made no change (200: no update is done) and the extension's last operation is";
+          throw new AmlcertError("EXTENSION_LRO_FAILED", stage, `the update of extension ${extensionName} did not take effect: ${why} ${state.provisioningState}${healthText(state.health)}`, {
+            details: { extension: resourceId, armCode: state.provisioningState, changed, ...(state.health ? { health: state.health } : {}) },
+          });
+        }
         log.info({ changed, provisioningState: state.provisioningState, ms: clock.now().getTime() - started }, changed ? "extension updated" : "extension already had these settings");
         return { changed, state };
       } catch (err) {
+        if (err instanceof AmlcertError && err.code === "EXTENSION_LRO_FAILED") throw err;
         if (signal?.aborted) throw signal.reason;
         if (abort.signal.aborted) {
           throw new AmlcertError(
@@ -132,9 +163,10 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
         if (lroError || (err instanceof Error && /long-running operation has (failed|been canceled)|operation was canceled/i.test(err.message))) {
           const code = lroError?.code ?? "Failed";
           const message = lroError?.message ?? (err as Error).message;
-          throw new AmlcertError("EXTENSION_LRO_FAILED", stage, `the update of extension ${extensionName} failed in Azure: ${code}: ${message}`, {
+          const health = await healthAfterFailure();
+          throw new AmlcertError("EXTENSION_LRO_FAILED", stage, `the update of extension ${extensionName} failed in Azure: ${code}: ${message}${healthText(health)}`, {
             cause: err,
-            details: { extension: resourceId, armCode: code },
+            details: { extension: resourceId, armCode: code, ...(health ? { health } : {}) },
           });
         }
         throw fail(err, `update extension ${extensionName}`, "Microsoft.KubernetesConfiguration/extensions/write");

@@ -1,8 +1,9 @@
 /**
  * KubeCluster on @kubernetes/client-node: the certificate secret (read, create-or-replace with optimistic
  * concurrency, list by label, delete), the azureml-fe service's load balancer ingress, and Events about the secret.
- * The calls are exactly those the Role in deploy/rbac.yaml allows: secrets get/list/create/update/delete, services get,
- * events create. Never patch, never watch.
+ * Slots mode (the default) only gets and updates the two slot secrets the manifests in deploy/ create; it creates one
+ * only when it is missing (a 403 then says to apply the manifests). Versioned mode also lists, creates and deletes
+ * (its own RBAC overlay). Never patch, never watch.
  */
 import { type CoreV1Event, type V1Secret } from "@kubernetes/client-node";
 import { AmlcertError, type Stage } from "../errors.js";
@@ -154,7 +155,16 @@ export function createKubeCluster(opts: KubeClusterOptions): KubeCluster {
           continue;
         }
         const a = apis();
-        throw kubeError(err, { verb, resource: "secrets", name: w.name, namespace, stage: "store" }, { server: a.server, context: a.context, rbacHint });
+        const e = kubeError(err, { verb, resource: "secrets", name: w.name, namespace, stage: "store" }, { server: a.server, context: a.context, rbacHint });
+        if (verb === "create" && e.code === "KUBE_FORBIDDEN") {
+          throw new AmlcertError(
+            "KUBE_FORBIDDEN",
+            "store",
+            `secret "${w.name}" does not exist in namespace "${namespace}" and amlcert may not create it (403 Forbidden): apply the manifests in deploy/ (kubectl apply -k deploy/...), which create it empty, then run again. ${e.message}`,
+            { cause: err, details: { ...e.details, secret: w.name, namespace, verb } },
+          );
+        }
+        throw e;
       }
     }
     throw new AmlcertError(

@@ -36,6 +36,22 @@ export function versionsSelector(base: string): string {
   return `${LABEL_MANAGED_BY}=${MANAGED_BY},${LABEL_SECRET_BASE}=${base}`;
 }
 
+/** Slots mode: the two secrets of a target, `<base>-a` and `<base>-b` (created by the manifests in deploy/). */
+export function slotNames(base: string): [string, string] {
+  return [`${base}-a`, `${base}-b`];
+}
+
+/** The other slot of `name` (undefined when `name` is not one of the two slots of `base`). */
+export function otherSlot(base: string, name: string | undefined): string | undefined {
+  const [a, b] = slotNames(base);
+  return name === a ? b : name === b ? a : undefined;
+}
+
+/** A slot holds a certificate once amlcert wrote `cert.pem` into it; the manifests create both slots empty. */
+export function slotHoldsCertificate(secret: StoredSecret | undefined): boolean {
+  return (secret?.data["cert.pem"]?.length ?? 0) > 0;
+}
+
 /** `<base>-<yyyymmdd>-<last 8 hex of the serial>`: sortable by day, unique per certificate. */
 export function versionedSecretName(base: string, leaf: CertificateInfo): string {
   const day = leaf.notBefore.toISOString().slice(0, 10).replace(/-/g, "");

@@ -1,10 +1,11 @@
 /** Read-only: the extension, the secret it points at, azureml-fe, and the renewal decision. Used by plan, renew and status. */
 import { AmlcertError, atStage } from "../errors.js";
 import type { ExtensionState, StoredSecret } from "../ports.js";
+import { inspectPair } from "../certs/certificate.js";
 import { planRenewal, type PlanDecision } from "./plan.js";
 import { followSource } from "./source-decision.js";
-import { inPlaceRollout } from "./policies.js";
-import { MAX_ROLLOUT_FAILURES, rolloutOf } from "./certificate-version.js";
+import { inPlaceRollout, operationFailed, resolveSlots, type SlotView } from "./policies.js";
+import { annotatedNotAfter, MAX_ROLLOUT_FAILURES, otherSlot, rolloutOf, slotNames, versionsSelector } from "./certificate-version.js";
 import type { RenewDeps, RenewSettings } from "./deps.js";
 
 export const AZUREML_EXTENSION_TYPE = "Microsoft.AzureML.Kubernetes";
@@ -21,8 +22,18 @@ export interface Ingress {
 
 export interface Inspection {
   extension: ExtensionState;
+  /** the secret azureml-fe is served from (slots mode: see policies.ts resolveSlots) */
   currentSecretName?: string;
   current?: StoredSecret;
+  /** the secret the extension's settings name: scoringFe.sslSecret, else sslSecret */
+  namedSecretName?: string;
+  /** slots mode: which slot is served, which one a new certificate goes to, and both slots as read */
+  slots?: SlotView & { secrets: Record<string, StoredSecret | undefined> };
+  /** a version to roll out again: its rollout failed (versioned: the one the extension names; slots: the failed slot) */
+  pending?: StoredSecret;
+  /** versioned mode, the extension names a version whose operation failed: the newest version rolled out before (what
+   * Helm kept serving), to point the extension back at before the failed one is rolled out again */
+  rollbackSecretName?: string;
   decision: PlanDecision;
   ingress?: Ingress;
   /** what the FQDN must resolve to: expectedAddress, or azureml-fe's ingress */
@@ -37,9 +48,54 @@ const read = <T>(run: () => Promise<T>) => run().catch((err: unknown) => {
   throw atStage(err, "preflight");
 });
 
-export async function inspectTarget(deps: RenewDeps, s: RenewSettings): Promise<Inspection> {
-  const warnings: string[] = [];
+/** An extension operation is running: amlcert waits for it (bounded) before it plans, orders or stores anything. */
+export const extensionBusy = (provisioningState: string | undefined) => /^(updating|creating|deleting|accepted|running)$/i.test(provisioningState ?? "");
+
+/**
+ * The read-only checks that refuse a target before anything is written (no Lease, no Event, no history): the
+ * extension is the Azure ML one and has TLS on. Returns the extension as read.
+ */
+export async function preflightExtension(deps: RenewDeps): Promise<ExtensionState> {
   const extension = await read(() => deps.extension.get());
+  refuseUnlessSecure(extension);
+  return extension;
+}
+
+const BUSY_TIMEOUT_MS = 10 * 60_000;
+const BUSY_INTERVAL_MS = 15_000;
+
+/**
+ * An extension with an operation running (someone else's update, an upgrade) is waited for, bounded by
+ * extensionBusyTimeoutMs (reads through the Clock, every extensionBusyIntervalMs; `signal` ends the wait), before
+ * anything is ordered or stored: a PATCH now would be refused (409) or race the other operation. false: still busy.
+ */
+export async function waitWhileBusy(deps: RenewDeps, s: RenewSettings, extension: ExtensionState, signal?: AbortSignal): Promise<boolean> {
+  if (!extensionBusy(extension.provisioningState)) return true;
+  const timeout = s.extensionBusyTimeoutMs ?? BUSY_TIMEOUT_MS;
+  const interval = Math.max(1, s.extensionBusyIntervalMs ?? BUSY_INTERVAL_MS);
+  const started = deps.clock.now().getTime();
+  const maxReads = Math.ceil(timeout / interval);
+  let state = extension.provisioningState;
+  deps.logger.warn({ stage: "preflight", fqdn: s.fqdn, provisioningState: state }, `the extension is busy (${state}); waiting up to ${Math.round(timeout / 1000)} s for its operation to end`);
+  for (let reads = 0; reads < maxReads && deps.clock.now().getTime() - started < timeout; reads++) {
+    await deps.clock.sleep(interval, signal);
+    state = (await read(() => deps.extension.get())).provisioningState;
+    if (!extensionBusy(state)) return true;
+  }
+  deps.logger.warn({ stage: "preflight", fqdn: s.fqdn, provisioningState: state }, `the extension is still busy (${state}); skipping this run (ExtensionBusy), nothing was ordered or stored`);
+  return false;
+}
+
+/** Which secret the extension names: scoringFe.sslSecret (what the chart reads), else sslSecret; and whether the two disagree. */
+export function namedSecret(extension: ExtensionState): { name?: string; disagree?: { sslSecret: string; scoringFe: string } } {
+  const cs = extension.configurationSettings;
+  const scoringFe = cs["scoringFe.sslSecret"];
+  const ssl = cs.sslSecret;
+  const name = scoringFe || ssl || undefined;
+  return { ...(name ? { name } : {}), ...(scoringFe && ssl && scoringFe !== ssl ? { disagree: { sslSecret: ssl, scoringFe } } : {}) };
+}
+
+function refuseUnlessSecure(extension: ExtensionState): void {
   if (extension.extensionType.toLowerCase() !== AZUREML_EXTENSION_TYPE.toLowerCase()) {
     throw new AmlcertError("EXTENSION_WRONG_TYPE", "preflight", `extension type is ${extension.extensionType}, not ${AZUREML_EXTENSION_TYPE}; check extension.name`);
   }
@@ -51,6 +107,34 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings): Promise<
         "Set allowInsecureConnections=False (az k8s-extension update --config allowInsecureConnections=False) and run again",
     );
   }
+}
+
+/** A secret the extension names that is not one of the slots, read for the plan; a 403 is refused unless forced. */
+async function readForeign(deps: RenewDeps, s: RenewSettings, name: string, warnings: string[]): Promise<StoredSecret | undefined> {
+  try {
+    return await deps.kube.getSecret(name);
+  } catch (err) {
+    if (!(err instanceof AmlcertError && err.code === "KUBE_FORBIDDEN")) throw atStage(err, "preflight");
+    const [a, b] = slotNames(s.secretName);
+    if (!s.force) {
+      throw new AmlcertError(
+        "KUBE_FORBIDDEN",
+        "preflight",
+        `the extension serves secret ${name}, which amlcert may not read (403: the Role in deploy/ allows only ${a}, ${b} and the ACME account secret). ` +
+          `amlcert does not replace a certificate it cannot inspect: allow get on secret ${name} (add it to the Role's resourceNames) so the first renewal is planned on it, ` +
+          `or run amlcert renew --force once to move this target to the slots ${a}/${b} (secret ${name} is left as it is, for a manual rollback)`,
+        { cause: err, details: { secret: name } },
+      );
+    }
+    warnings.push(`secret ${name}, which the extension serves, cannot be read (403); --force moves this target to the slots ${a}/${b} without comparing against it (it is left in place)`);
+    return undefined;
+  }
+}
+
+export async function inspectTarget(deps: RenewDeps, s: RenewSettings, known?: ExtensionState): Promise<Inspection> {
+  const warnings: string[] = [];
+  const extension = known ?? (await read(() => deps.extension.get()));
+  refuseUnlessSecure(extension);
   const pemKeys = extension.protectedSettingKeys.filter((k) => PROTECTED_PEM_KEYS.includes(k));
   if (pemKeys.length > 0) {
     warnings.push(
@@ -58,8 +142,42 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings): Promise<
         "remove them once (az k8s-extension update ... --config-protected with the PEM settings left out) or the new certificate will not be served",
     );
   }
-  const currentSecretName = s.secretMode === "fixed" ? s.secretName : (extension.configurationSettings.sslSecret ?? extension.configurationSettings["scoringFe.sslSecret"]);
-  const current = currentSecretName ? await read(() => deps.kube.getSecret(currentSecretName)) : undefined;
+  const named = namedSecret(extension);
+  if (named.disagree) {
+    warnings.push(
+      `the extension's settings disagree: sslSecret names ${named.disagree.sslSecret}, scoringFe.sslSecret names ${named.disagree.scoringFe}; ` +
+        `azureml-fe uses scoringFe.sslSecret (${named.disagree.scoringFe}); the next rollout sets both`,
+    );
+  }
+  let currentSecretName: string | undefined;
+  let current: StoredSecret | undefined;
+  let slots: Inspection["slots"];
+  let pending: StoredSecret | undefined;
+  if (s.secretMode === "slots") {
+    const [a, b] = slotNames(s.secretName);
+    const [sa, sb] = await Promise.all([read(() => deps.kube.getSecret(a)), read(() => deps.kube.getSecret(b))]);
+    const secrets = { [a]: sa, [b]: sb };
+    const view = resolveSlots({ base: s.secretName, named: named.name, provisioningState: extension.provisioningState, slots: secrets });
+    slots = { ...view, secrets };
+    currentSecretName = view.served;
+    const foreign = view.served !== undefined && otherSlot(s.secretName, view.served) === undefined;
+    current = view.served === undefined ? undefined : foreign ? await readForeign(deps, s, view.served, warnings) : secrets[view.served];
+    if (view.failedRollout) {
+      pending = secrets[view.failedRollout];
+      warnings.push(
+        `the extension's last operation ${extension.provisioningState}: it names slot ${view.failedRollout} (never rolled out), ` +
+          (view.served ? `Helm kept the release serving slot ${view.served}` : "and no earlier certificate is known to be served"),
+      );
+    }
+  } else {
+    currentSecretName = s.secretMode === "fixed" ? s.secretName : named.name;
+    current = currentSecretName ? await read(() => deps.kube.getSecret(currentSecretName!)) : undefined;
+  }
+  let rollbackSecretName: string | undefined;
+  if (s.secretMode === "versioned" && current && rolloutOf(current).state === "pending" && operationFailed(extension.provisioningState)) {
+    const done = (await read(() => deps.kube.listSecrets(versionsSelector(s.secretName)))).filter((v) => v.name !== current!.name && rolloutOf(v).state === "done");
+    rollbackSecretName = done.sort((x, y) => annotatedNotAfter(y).localeCompare(annotatedNotAfter(x)))[0]?.name;
+  }
   const ingress = await read(() => deps.kube.getServiceIngress(AZUREML_FE_SERVICE));
   if (!ingress) warnings.push(`service ${AZUREML_FE_SERVICE} was not found in namespace azureml; is the extension installed with inference enabled?`);
   const expected = s.expectedAddress ? [s.expectedAddress] : [...(ingress?.ips ?? []), ...(ingress?.hostnames ?? [])];
@@ -79,19 +197,37 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings): Promise<
   }
   // a source that renews its certificates itself (Key Vault, a TLS secret) is followed, not renewed (source-decision.ts)
   if (deps.source.offer) decision = followSource(decision, await read(() => deps.source.offer!()), deps.source, warnings);
-  const rollout = s.secretMode === "versioned" ? inPlaceRollout(current, extension.provisioningState) : "Confirmed";
+  // versioned: the version the extension names, when its rollout failed; slots: the slot whose rollout failed
+  const failedOne = s.secretMode === "versioned" ? current : pending;
+  const rollout = s.secretMode === "versioned" ? inPlaceRollout(current, extension.provisioningState) : s.secretMode === "slots" && pending ? inPlaceRollout(pending, operationFailed(extension.provisioningState) ? "Failed" : "Succeeded") : "Confirmed";
   if (!decision.renew && rollout === "Rejected") {
     decision = {
       renew: true,
       reason: "RolloutRejected",
-      message: `the extension failed to roll out secret ${currentSecretName} ${rolloutOf(current!).failures} times (at most ${MAX_ROLLOUT_FAILURES}); ordering a new certificate`,
+      message: `the extension failed to roll out secret ${failedOne!.name} ${rolloutOf(failedOne!).failures} times (at most ${MAX_ROLLOUT_FAILURES}); ordering a new certificate`,
       current: decision.current,
       renewAt: decision.renewAt,
-      // azureml-fe never served it: it sets no "must expire later" bar
-      currentSound: false,
+      // versioned: azureml-fe never served it, so it sets no "must expire later" bar; slots: the served one still does
+      currentSound: s.secretMode === "slots" ? decision.currentSound : false,
     };
   }
-  return { extension, currentSecretName, current, decision, ingress, expected, warnings, pendingRollout: !decision.renew && rollout === "Pending" };
+  // slots: the failed slot is rolled out again only while it holds a usable pair for the names (else it is just the target)
+  const usable = s.secretMode !== "slots" || (pending !== undefined && inspectPair(text(pending, "cert.pem"), text(pending, "key.pem"), s.names).problems.length === 0);
+  const pendingRollout = !decision.renew && rollout === "Pending" && usable;
+  return {
+    extension,
+    currentSecretName,
+    current,
+    ...(named.name ? { namedSecretName: named.name } : {}),
+    ...(slots ? { slots } : {}),
+    ...(pendingRollout ? { pending: failedOne } : {}),
+    ...(rollbackSecretName ? { rollbackSecretName } : {}),
+    decision,
+    ingress,
+    expected,
+    warnings,
+    pendingRollout,
+  };
 }
 
 /**

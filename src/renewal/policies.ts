@@ -6,7 +6,7 @@
  */
 import { inspectPair, type CertificateInfo } from "../certs/certificate.js";
 import type { StoredSecret } from "../ports.js";
-import { annotatedNotAfter, MAX_ROLLOUT_FAILURES, rolloutOf } from "./certificate-version.js";
+import { annotatedNotAfter, MAX_ROLLOUT_FAILURES, otherSlot, rolloutOf, slotHoldsCertificate, slotNames } from "./certificate-version.js";
 import { renewalTime } from "./plan.js";
 
 export const ReuseRejections = ["InPlace", "RolledOutBefore", "RolloutRejected", "Unusable", "OtherKeyType", "NotNewer", "Due"] as const;
@@ -93,3 +93,62 @@ export function inPlaceRollout(secret: StoredSecret | undefined, provisioningSta
   if (r.state !== "pending" || !/^(failed|canceled)$/i.test(provisioningState ?? "")) return "Confirmed";
   return r.failures >= MAX_ROLLOUT_FAILURES ? "Rejected" : "Pending";
 }
+
+/** An extension operation that ended without effect: ARM keeps its settings, Helm rolled the release back. */
+export const operationFailed = (provisioningState: string | undefined) => /^(failed|canceled|cancelled)$/i.test(provisioningState ?? "");
+
+export interface SlotInput {
+  /** the config's secretName: the slots are `<base>-a` and `<base>-b` */
+  base: string;
+  /** the secret the extension's settings name (scoringFe.sslSecret, else sslSecret) */
+  named?: string;
+  provisioningState?: string;
+  /** both slots as read (undefined: missing) */
+  slots: Record<string, StoredSecret | undefined>;
+}
+
+/**
+ * Slots mode, which secret is served and which one the next certificate goes to:
+ *   served         the slot the extension names; but when its last operation failed and that slot's rollout is
+ *                  pending (amlcert pointed the extension at it and the operation failed), Helm rolled back to the
+ *                  release before: the other slot is served, if it holds a certificate rolled out before
+ *   target         always the slot that is not served, so a rollout PATCH is a real change and the served slot
+ *                  stays as the rollback target. When the extension names a secret that is not a slot (the one a
+ *                  user made by hand, or a versioned one) or nothing: a free slot (no cert.pem), else one never
+ *                  rolled out, else the one expiring first, else `-a`
+ *   failedRollout  the slot the extension names whose rollout failed (served is then the other one, or nothing)
+ */
+export interface SlotView {
+  served?: string;
+  target: string;
+  failedRollout?: string;
+  /** why the served and target slots are what they are (logged) */
+  reason: "NamedSlot" | "FailedRolloutRolledBack" | "FailedRolloutNothingServed" | "NotASlot" | "NothingNamed";
+}
+
+export function resolveSlots(input: SlotInput): SlotView {
+  const [a, b] = slotNames(input.base);
+  const other = otherSlot(input.base, input.named);
+  if (other !== undefined) {
+    const named = input.named!;
+    if (operationFailed(input.provisioningState) && rolloutOf(input.slots[named] ?? emptySecret(named)).state === "pending") {
+      const o = input.slots[other];
+      const otherServed = slotHoldsCertificate(o) && rolloutOf(o!).state === "done";
+      return otherServed
+        ? { served: other, target: named, failedRollout: named, reason: "FailedRolloutRolledBack" }
+        : { target: other, failedRollout: named, reason: "FailedRolloutNothingServed" };
+    }
+    return { served: named, target: other, reason: "NamedSlot" };
+  }
+  const rank = (name: string) => {
+    const secret = input.slots[name];
+    if (!slotHoldsCertificate(secret)) return 0;
+    return rolloutOf(secret!).state === "done" ? 2 : 1;
+  };
+  const ra = rank(a);
+  const rb = rank(b);
+  const target = rb < ra ? b : ra < rb ? a : ra === 2 && annotatedNotAfter(input.slots[b]!) < annotatedNotAfter(input.slots[a]!) ? b : a;
+  return { ...(input.named ? { served: input.named } : {}), target, reason: input.named ? "NotASlot" : "NothingNamed" };
+}
+
+const emptySecret = (name: string): StoredSecret => ({ name, type: "Opaque", data: {}, labels: {}, annotations: {} });

@@ -3,7 +3,14 @@
  * configurationSettings are merged (a null value removes a key); configurationProtectedSettings are replaced as a
  * whole when a PATCH carries them and are never returned with values. A PATCH that changes something answers 202
  * with Azure-AsyncOperation and Location; the operation answers InProgress for `lro.pollsBeforeDone` polls, then
- * the configured outcome. A PATCH that changes nothing answers 200 without an operation.
+ * the configured outcome. A PATCH that changes nothing answers 200 without an operation ("no update is done"), also
+ * when the extension's last operation failed: ARM keeps the settings of a failed operation, so sending them again
+ * changes nothing.
+ *
+ * Like the real extension, an operation validates the certificate before the Helm release: a seed's `healthCheck`
+ * (the harness checks that the secret the settings name holds a matching pair) and `lro.rejectSecrets` can reject the
+ * release. The operation then ends Failed with health code E40007 INVALID_SSL_SETTING (in `statuses` and `errorInfo`)
+ * and the release rolls back atomically: `deployedSettings`, what azureml-fe runs with, stay as they were.
  */
 import { randomUUID } from "node:crypto";
 import { ArmHttpError, isObject, methodNotAllowed, sendJson, type ArmContext, type ArmRoute } from "./arm-http.js";
@@ -23,6 +30,27 @@ export interface LroSettings {
   acceptedStatus?: 201 | 202;
   /** a Failed operation's status body carries `error: null` instead of the error */
   omitError?: boolean;
+  /** the extension's health check rejects a release whose secret (scoringFe.sslSecret, else sslSecret) is one of these */
+  rejectSecrets?: string[];
+}
+
+/** Why the extension's health check rejects a release (its certificate), as the extension reports it. */
+export interface HealthProblem {
+  /** default E40007 */
+  code?: string;
+  /** default INVALID_SSL_SETTING */
+  displayStatus?: string;
+  message: string;
+}
+
+/** The extension's pre-release health check over the settings of the release about to run (undefined = healthy). */
+export type HealthCheck = (settings: Record<string, string>) => HealthProblem | undefined | Promise<HealthProblem | undefined>;
+
+export interface ExtensionStatusRecord {
+  code: string;
+  displayStatus: string;
+  level: "Error" | "Warning" | "Information";
+  message: string;
 }
 
 export interface ExtensionRef {
@@ -41,6 +69,8 @@ export interface ExtensionSeed extends ExtensionRef {
   version?: string | null;
   autoUpgradeMinorVersion?: boolean;
   provisioningState?: string;
+  /** the extension's health check (kept across re-seeding of the same extension until replaced) */
+  healthCheck?: HealthCheck;
 }
 
 export interface ExtensionRecord extends ExtensionRef {
@@ -54,6 +84,10 @@ export interface ExtensionRecord extends ExtensionRef {
   version: string | null;
   autoUpgradeMinorVersion: boolean;
   errorInfo?: { code: string; message: string };
+  /** what the extension reports of its health (ARM's `statuses`) */
+  statuses: ExtensionStatusRecord[];
+  /** the settings of the Helm release running (what azureml-fe uses): those of the last operation that succeeded */
+  deployedSettings: Record<string, string>;
   /** completed updates (Succeeded) */
   updates: number;
 }
@@ -106,6 +140,7 @@ export function createExtensionRoutes(knobs: ExtensionKnobs): ExtensionRoutes {
   const extensions = new Map<string, ExtensionRecord>();
   const operations = new Map<string, Operation>();
   const listeners = new Set<(ext: ExtensionRecord) => void | Promise<void>>();
+  const healthChecks = new Map<string, HealthCheck>();
 
   function findExtension(ref: ExtensionRef): ExtensionRecord {
     const ext = extensions.get(extKey(ref));
@@ -128,7 +163,7 @@ export function createExtensionRoutes(knobs: ExtensionKnobs): ExtensionRoutes {
       scope: { cluster: { releaseNamespace: "azureml" } },
       configurationSettings: { ...ext.configurationSettings },
       provisioningState: ext.provisioningState,
-      statuses: [],
+      statuses: ext.statuses.map((st) => ({ ...st })),
       currentVersion: ext.version ?? "1.1.69",
       isSystemExtension: false,
       customLocationSettings: null,
@@ -197,8 +232,6 @@ export function createExtensionRoutes(knobs: ExtensionKnobs): ExtensionRoutes {
     const autoUpgrade = typeof p.autoUpgradeMinorVersion === "boolean" ? p.autoUpgradeMinorVersion : ext.autoUpgradeMinorVersion;
     const version = typeof p.version === "string" ? p.version : ext.version;
     const changed =
-      // a failed (or never finished) extension is reconciled again even when the settings are the same
-      ext.provisioningState !== "Succeeded" ||
       !sameStringMap(settings, ext.configurationSettings) ||
       // protected values cannot be compared by the service (stored encrypted): sending them is a change
       protectedSent ||
@@ -238,13 +271,37 @@ export function createExtensionRoutes(knobs: ExtensionKnobs): ExtensionRoutes {
     });
   }
 
+  /** The extension's check of the release about to run: a configured rejection, then the seed's health check. */
+  async function healthProblem(ext: ExtensionRecord): Promise<HealthProblem | undefined> {
+    const secret = ext.configurationSettings["scoringFe.sslSecret"] ?? ext.configurationSettings.sslSecret;
+    if (secret !== undefined && (knobs.lro.rejectSecrets ?? []).includes(secret)) {
+      return { message: `the certificate in secret ${secret} was rejected by the extension's health check` };
+    }
+    try {
+      return await healthChecks.get(extKey(ext))?.(ext.configurationSettings);
+    } catch (err) {
+      return { message: `health check failed: ${(err as Error).message}` };
+    }
+  }
+
   async function finish(op: Operation): Promise<void> {
-    op.status = op.outcome;
     const ext = extensions.get(op.extKey);
+    let outcome = op.outcome;
+    const problem = ext && outcome === "Succeeded" ? await healthProblem(ext) : undefined;
+    if (problem) {
+      outcome = "Failed";
+      const code = problem.code ?? "E40007";
+      const displayStatus = problem.displayStatus ?? "INVALID_SSL_SETTING";
+      op.error = { code: "ExtensionOperationFailed", message: `Helm release validation failed and was rolled back: ${code} ${displayStatus}: ${problem.message}` };
+      ext!.statuses = [{ code, displayStatus, level: "Error", message: problem.message }];
+    }
+    op.status = outcome;
     if (!ext) return;
-    ext.provisioningState = op.outcome;
-    if (op.outcome === "Failed") ext.errorInfo = { ...op.error };
-    if (op.outcome === "Succeeded") {
+    ext.provisioningState = outcome;
+    if (outcome === "Failed") ext.errorInfo = problem ? { code: problem.code ?? "E40007", message: `${problem.displayStatus ?? "INVALID_SSL_SETTING"}: ${problem.message}` } : { ...op.error };
+    if (outcome === "Succeeded") {
+      ext.deployedSettings = { ...ext.configurationSettings };
+      ext.statuses = [];
       ext.updates += 1;
       await Promise.all([...listeners].map(async (cb) => {
         try {
@@ -329,9 +386,12 @@ export function createExtensionRoutes(knobs: ExtensionKnobs): ExtensionRoutes {
         releaseTrain: seed.releaseTrain ?? "stable",
         version: seed.version ?? null,
         autoUpgradeMinorVersion: seed.autoUpgradeMinorVersion ?? true,
+        statuses: [],
+        deployedSettings: { ...(seed.configurationSettings ?? {}) },
         updates: 0,
       };
       extensions.set(extKey(seed), rec);
+      if (seed.healthCheck) healthChecks.set(extKey(seed), seed.healthCheck);
       return snapshot(rec);
     },
     getExtension(ref) {

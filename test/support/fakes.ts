@@ -264,8 +264,9 @@ export interface FakeExtensionOptions {
 
 /**
  * The AzureML cluster extension as ARM runs it: `get` returns the state; `updateSettings` merges configurationSettings.
- * A PATCH that changes nothing on an extension whose last operation succeeded is answered at once (changed false, no
- * operation). Anything else starts an operation: ARM stores the new settings at once (provisioningState Updating),
+ * A PATCH that changes nothing is answered at once (changed false, no operation), as ARM's 200 "no update is done";
+ * when the extension's last operation failed, that is no success and the adapter raises EXTENSION_LRO_FAILED (with the
+ * extension's `health`), as this fake does. Anything else starts an operation: ARM stores the new settings at once (provisioningState Updating),
  * then the operation ends Succeeded, or Failed (`failUpdate`), and the new settings stay either way.
  */
 export class FakeExtension implements ExtensionClient {
@@ -282,7 +283,7 @@ export class FakeExtension implements ExtensionClient {
   /** ARM refuses the PATCH itself (403, 409 while an operation runs, 429, a network error): nothing changes */
   rejectUpdate: Failure<[Record<string, string>]>;
   failGet: Failure<[]>;
-  /** what ARM reports: "auto" = changed when a setting differs or the last operation did not succeed */
+  /** what ARM reports: "auto" = changed when a setting differs */
   changed: boolean | "auto" = "auto";
   /** the operation never ends on its own: only the caller's signal ends the wait (with its reason) */
   hangUpdate = false;
@@ -321,8 +322,11 @@ export class FakeExtension implements ExtensionClient {
     this.patches.push({ ...settings });
     failWith(this.rejectUpdate, settings);
     const differs = Object.entries(settings).some(([k, v]) => this.state.configurationSettings[k] !== v);
-    const changed = this.changed === "auto" ? differs || this.state.provisioningState !== "Succeeded" : this.changed;
+    const changed = this.changed === "auto" ? differs : this.changed;
     this.state.configurationSettings = { ...this.state.configurationSettings, ...settings };
+    if (!changed && /^(failed|canceled)$/i.test(this.state.provisioningState ?? "")) {
+      throw new AmlcertError("EXTENSION_LRO_FAILED", "extension", `the update of extension azureml did not take effect: ARM made no change (200: no update is done) and the extension's last operation is ${this.state.provisioningState}${this.state.health ? `; the extension reports: ${this.state.health.join("; ")}` : ""}`);
+    }
     if (!changed) return { changed: false, state: this.snapshot() };
     this.state.provisioningState = "Updating";
     if (this.hangUpdate) {

@@ -58,7 +58,8 @@ describe("obtainVersion: the version a renewal rolls out", () => {
 
     const v = await obtainVersion(run, w.deps, settings(), inspection);
 
-    expect(v).toEqual({ ...content, name: "v-fresh", chainPem: freshCert.chainPem, keyPem: freshCert.keyPem, leaf: info(freshCert), reused: true, previousFailures: 1 });
+    const same = { ...content, name: "v-fresh", chainPem: freshCert.chainPem, keyPem: freshCert.keyPem, leaf: info(freshCert) };
+    expect(v).toEqual({ ...same, reused: true, previousFailures: 1, write: secretFor(same) });
     expect(w.acme.requests).toHaveLength(0);
     expect(fields(40)).toEqual([
       { fqdn: FQDN, stage: "extension", secret: "v-fresh", failures: 1, provisioningState: "Failed", msg: "the extension's rollout of this certificate failed; rolling it out again" },
@@ -74,7 +75,8 @@ describe("obtainVersion: the version a renewal rolls out", () => {
 
     const v = await obtainVersion(run, w.deps, settings(), inspection);
 
-    expect(v).toEqual({ ...content, name: "v-stored", chainPem: issued.chainPem, keyPem: issued.keyPem, leaf: info(issued), failures: 2, reused: true, previousFailures: 2 });
+    const stored = { ...content, name: "v-stored", chainPem: issued.chainPem, keyPem: issued.keyPem, leaf: info(issued) };
+    expect(v).toEqual({ ...stored, reused: true, previousFailures: 2, write: secretFor(stored) });
     expect(w.acme.requests).toHaveLength(0);
     expect(fields(30)).toEqual([{ fqdn: FQDN, stage: "store", secret: "v-stored", serial: issued.serialNumber, msg: "reusing a stored certificate that was never rolled out" }]);
   });
@@ -110,7 +112,8 @@ describe("obtainVersion: the version a renewal rolls out", () => {
 
     const name = versionedSecretName(BASE, info(issued));
     const stored = w.kube.secrets.get(name)!;
-    expect(v).toEqual({ ...content, name, chainPem: issued.chainPem, keyPem: issued.keyPem, leaf: info(issued), reused: false, previousFailures: 0, writtenVersion: stored.resourceVersion });
+    const written = { ...content, name, chainPem: issued.chainPem, keyPem: issued.keyPem, leaf: info(issued) };
+    expect(v).toEqual({ ...written, reused: false, previousFailures: 0, writtenVersion: stored.resourceVersion, write: secretFor(written) });
     expect(stored.annotations[ANNOTATION.rollout]).toBe("pending");
     const leaf = info(issued);
     expect(fields(30).filter((e) => e.stage === "validate" || e.stage === "store")).toEqual([

@@ -162,15 +162,17 @@ describe("renewTarget: when the certificate in place is up to date", () => {
     expectZeroWrites(w);
   });
 
-  it("when the extension's last operation failed, updates it again with the secret in place and verifies serving", async () => {
+  it("when the extension's last operation failed and it already names the secret in place, ARM changes nothing: exit 3 EXTENSION_LRO_FAILED with the extension's health, no success claimed", async () => {
     const w = world();
     seedManaged(w, "azureml-tls-current", freshCert);
     pointExtensionAt(w, "azureml-tls-current");
     w.extension.state.provisioningState = "Failed";
+    w.extension.state.health = ["E40007 INVALID_SSL_SETTING: the private key does not match"];
 
     const r = await renewTarget(w.deps, settings());
 
-    expect(r).toMatchObject({ action: "none", servingOk: true });
+    expect(r).toMatchObject({ action: "failed", servingOk: false, error: { code: "EXTENSION_LRO_FAILED", stage: "extension", exitCode: 3 } });
+    expect(r.error?.message).toContain("E40007 INVALID_SSL_SETTING: the private key does not match");
     expect(w.extension.patches).toEqual([{ sslSecret: "azureml-tls-current", "scoringFe.sslSecret": "azureml-tls-current", sslCname: FQDN }]);
     // the certificate was rolled out before (annotated done): nothing about it is rewritten
     expect(w.kube.writes).toEqual([]);
@@ -442,19 +444,21 @@ describe("renewTarget: preflight", () => {
 describe("renewTarget: the extension update fails", () => {
   // ARM stores the PATCHed settings before the operation runs and keeps them when it fails (provisioningState
   // Failed): the extension then names the new version although azureml-fe was not rolled to it.
-  it("in versioned mode: exit 3, the extension keeps naming the new version (Failed), azureml-fe keeps serving the old one, nothing is pruned", async () => {
+  it("in versioned mode: exit 3, the extension is pointed back at the version served (Succeeded), azureml-fe keeps serving it, nothing is pruned", async () => {
     const w = world();
     seedManaged(w, "azureml-tls-current", dueCert);
     seedManaged(w, "azureml-tls-older", older);
     pointExtensionAt(w, "azureml-tls-current");
     const before = secretContent(w, "azureml-tls-current");
     caIssues(w, issued);
-    w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "the extension update operation ended Failed");
+    const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
+    // the extension's health check rejects the new certificate (E40007), not the one served
+    const rejected = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "the extension update operation ended Failed");
+    w.extension.failUpdate = (settings) => (settings.sslSecret === newName ? rejected : undefined);
 
     const err = await failedRun(renewTarget(w.deps, settings()));
 
     expect(err).toMatchObject({ code: "EXTENSION_LRO_FAILED", stage: "extension", exitCode: ExitCode.RenewalFailed });
-    const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
     // stored, then its failed rollout counted (so that a certificate the extension keeps rejecting is not retried forever)
     expect(w.kube.writes.map((x) => [x.name, x.annotations["amlcert.io/rollout"], x.annotations["amlcert.io/rollout-failures"]])).toEqual([
       [newName, "pending", "0"],
@@ -464,7 +468,8 @@ describe("renewTarget: the extension update fails", () => {
     expect(secretContent(w, "azureml-tls-current")).toEqual(before);
     expect(w.kube.secrets.has("azureml-tls-older")).toBe(true);
     expect(w.kube.deletes).toEqual([]);
-    expect(w.extension.state).toMatchObject({ provisioningState: "Failed", configurationSettings: { sslSecret: newName, "scoringFe.sslSecret": newName } });
+    expect(w.extension.patches.map((p) => p.sslSecret)).toEqual([newName, "azureml-tls-current"]);
+    expect(w.extension.state).toMatchObject({ provisioningState: "Succeeded", configurationSettings: { sslSecret: "azureml-tls-current", "scoringFe.sslSecret": "azureml-tls-current" } });
     expect((await w.deps.tlsProbe.probe({ host: INGRESS_IP, port: 443, servername: FQDN })).serialNumber).toBe(dueCert.serialNumber);
   });
 
@@ -529,11 +534,12 @@ describe("renewTarget: the extension update fails", () => {
   });
 
   it("in fixed mode: exit 3 and the previous certificate is written back into the secret", async () => {
-    const w = world({ extension: { provisioningState: "Failed" } });
+    const w = world();
     seedUnmanaged(w, BASE, dueCert);
     pointExtensionAt(w, BASE);
     const before = w.kube.secrets.get(BASE)!;
     caIssues(w, issued);
+    w.extension.changed = true;
     // the operation was still running when the adapter stopped waiting
     w.extension.failUpdate = new AmlcertError("EXTENSION_TIMEOUT", "extension", "the extension update did not finish in 30m");
     w.extension.failedState = "Updating";
@@ -581,10 +587,10 @@ describe("renewTarget: a stored certificate that was never rolled out", () => {
     seedManaged(w, "azureml-tls-current", dueCert);
     pointExtensionAt(w, "azureml-tls-current");
     caIssues(w, issued);
-    w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "Failed");
+    const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
+    w.extension.failUpdate = (settings) => (settings.sslSecret === newName ? new AmlcertError("EXTENSION_LRO_FAILED", "extension", "Failed") : undefined);
     await failedRun(renewTarget(w.deps, settings()));
     w.extension.failUpdate = undefined;
-    const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
 
     const r = await renewTarget(w.deps, settings());
 
@@ -592,7 +598,8 @@ describe("renewTarget: a stored certificate that was never rolled out", () => {
     expect(r.error).toBeUndefined();
     expect(w.acme.requests).toHaveLength(1);
     const pointAtNew = { sslSecret: newName, "scoringFe.sslSecret": newName, sslCname: FQDN };
-    expect(w.extension.patches).toEqual([pointAtNew, pointAtNew]);
+    // the failed rollout, the extension pointed back at the certificate served, then the stored one rolled out
+    expect(w.extension.patches).toEqual([pointAtNew, { sslSecret: "azureml-tls-current", "scoringFe.sslSecret": "azureml-tls-current", sslCname: FQDN }, pointAtNew]);
     expect(w.extension.state.provisioningState).toBe("Succeeded");
     // one certificate stored once; then its failed and its successful rollout recorded
     expect(w.kube.writes.map((x) => [x.annotations["amlcert.io/rollout"], x.annotations["amlcert.io/rollout-failures"]])).toEqual([
@@ -1068,7 +1075,7 @@ describe("renewTarget: the outcome and the events of each path", () => {
 
     const r = await renewTarget(w.deps, settings());
 
-    expect(trail()).toEqual(["run-started", "preflight:ok", "planned", "preflight:ok", "dns-checked", "extension:ok", "verify-tls:ok", "verified", "run-finished"]);
+    expect(trail()).toEqual(["run-started", "preflight:ok", "preflight:ok", "planned", "preflight:ok", "dns-checked", "extension:ok", "verify-tls:ok", "verified", "run-finished"]);
     const info = describeCert(new X509Certificate(freshCert.leafPem));
     expect(r).toEqual({
       fqdn: FQDN,
@@ -1095,7 +1102,7 @@ describe("renewTarget: the outcome and the events of each path", () => {
     const r = await renewTarget(w.deps, settings());
 
     expect(trail()).toEqual([
-      "run-started", "preflight:ok", "planned", "preflight:ok", "dns-checked", "store:ok", "acme-order:ok", "validate:ok", "store:ok",
+      "run-started", "preflight:ok", "preflight:ok", "planned", "preflight:ok", "dns-checked", "store:ok", "acme-order:ok", "validate:ok", "store:ok",
       "stored", "extension:ok", "rolled-out", "verify-dns:ok", "verify-tls:ok", "verified", "prune:ok", "run-finished",
     ]);
     const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
@@ -1116,7 +1123,7 @@ describe("renewTarget: the outcome and the events of each path", () => {
 
     const r = await renewTarget(w.deps, settings());
 
-    expect(trail()).toEqual(["run-started", "preflight:ok", "planned", "preflight:ok", "dns-checked", "store:ok", "acme-order:failed", "run-finished"]);
+    expect(trail()).toEqual(["run-started", "preflight:ok", "preflight:ok", "planned", "preflight:ok", "dns-checked", "store:ok", "acme-order:failed", "run-finished"]);
     expect(r).toMatchObject({ action: "failed", reason: "InRenewalWindow", secret: "azureml-tls-due", extensionUpdated: false, servingOk: false });
     expect(r.storedSecret).toBeUndefined();
     expect(r.error).toEqual({ code: "ACME_REJECTED", stage: "dns-challenge", message: "the CA could not validate the challenge", exitCode: 3 });
@@ -1134,7 +1141,7 @@ describe("renewTarget: the outcome and the events of each path", () => {
     const r = await renewTarget(w.deps, settings());
 
     const newName = versionedSecretName(BASE, describeCert(new X509Certificate(issued.leafPem)));
-    expect(trail()).toEqual(["run-started", "preflight:ok", "planned", "preflight:ok", "dns-checked", "store:ok", "acme-order:ok", "validate:ok", "store:ok", "stored", "extension:failed", "run-finished"]);
+    expect(trail()).toEqual(["run-started", "preflight:ok", "preflight:ok", "planned", "preflight:ok", "dns-checked", "store:ok", "acme-order:ok", "validate:ok", "store:ok", "stored", "extension:failed", "run-finished"]);
     expect(r).toMatchObject({ action: "failed", secret: "azureml-tls-due", storedSecret: newName, serial: describeCert(new X509Certificate(dueCert.leafPem)).serialNumber });
     expect(r.error).toEqual({ code: "EXTENSION_LRO_FAILED", stage: "extension", message: "the operation ended Failed", exitCode: 3 });
   });
@@ -1163,7 +1170,7 @@ describe("renewTarget: the outcome and the events of each path", () => {
 
     const r = await renewTarget(w.deps, settings());
 
-    expect(trail()).toEqual(["run-started", "preflight:ok", "run-finished"]);
+    expect(trail()).toEqual(["run-started", "preflight:ok", "preflight:ok", "run-finished"]);
     expect(r).toEqual({ fqdn: FQDN, action: "skipped", reason: "LockHeld", extensionUpdated: false, dnsOk: false, servingOk: false, durationMs: 0 });
   });
 
@@ -1246,14 +1253,18 @@ describe("renewTarget: a version whose rollout failed, named by the extension (A
 
     expect(r).toMatchObject({ action: "renewed", reason: "UpToDate", secret: name, storedSecret: name, servingOk: true });
     expect(w.acme.requests).toEqual([]);
-    expect(w.extension.patches).toEqual([{ sslSecret: name, "scoringFe.sslSecret": name, sslCname: FQDN }]);
+    // a PATCH naming it again would change nothing: the extension is pointed back at the version served first
+    expect(w.extension.patches).toEqual([
+      { sslSecret: "azureml-tls-old", "scoringFe.sslSecret": "azureml-tls-old", sslCname: FQDN },
+      { sslSecret: name, "scoringFe.sslSecret": name, sslCname: FQDN },
+    ]);
     expect(w.kube.secrets.get(name)?.annotations).toMatchObject({ [ANNOTATION.rollout]: "done", [ANNOTATION.rolloutFailures]: "1" });
     expect(w.kube.events.map((e) => [e.secretName, e.reason])).toEqual([[name, "Renewed"]]);
   });
 
   it("when the extension keeps failing it, each run counts one more failed rollout; at the third the next run orders a new certificate", async () => {
     const { w, name } = afterFailedRollout(1);
-    w.extension.failUpdate = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "E40007 INVALID_SSL_SETTING");
+    w.extension.failUpdate = (settings) => (settings.sslSecret === name ? new AmlcertError("EXTENSION_LRO_FAILED", "extension", "E40007 INVALID_SSL_SETTING") : undefined);
 
     const second = await renewTarget(w.deps, settings());
     expect(second).toMatchObject({ action: "failed", error: { code: "EXTENSION_LRO_FAILED", exitCode: 3 } });
@@ -1269,7 +1280,8 @@ describe("renewTarget: a version whose rollout failed, named by the extension (A
     w.tlsProbe.serials = undefined;
     const fourth = await renewTarget(w.deps, settings());
 
-    expect(fourth).toMatchObject({ action: "renewed", reason: "RolloutRejected", serial: describeCert(new X509Certificate(fresh.leafPem)).serialNumber });
+    // each failed run pointed the extension back at the certificate served, so the fourth plans on that one (due)
+    expect(fourth).toMatchObject({ action: "renewed", reason: "InRenewalWindow", serial: describeCert(new X509Certificate(fresh.leafPem)).serialNumber });
     expect(w.acme.requests).toHaveLength(1);
     expect(w.extension.settings.sslSecret).not.toBe(name);
     expect(w.extension.settings.sslSecret).toBe(fourth.secret);

@@ -34,6 +34,7 @@ const version = (name: string, over: Partial<StoredVersion> = {}): StoredVersion
   leaf: describeCert(new X509Certificate(leaf.leafPem)),
   reused: false,
   previousFailures: 0,
+  write: secretFor({ name, base: BASE, fqdn: FQDN, names: [FQDN], chainPem: leaf.chainPem, keyPem: leaf.keyPem, leaf: describeCert(new X509Certificate(leaf.leafPem)) }),
   ...over,
 });
 
@@ -43,7 +44,7 @@ function world() {
   const fields = (level: number) => log.entries.filter((e) => e.level === level).map(({ level: _l, time: _t, pid: _p, hostname: _h, err, ...rest }) => ({ ...rest, ...(err ? { err: (err as { message: string }).message } : {}) }));
   return { w, log, fields };
 }
-const noInspection = { extension: { provisioningState: "Succeeded" } } as unknown as Inspection;
+const noInspection = { extension: { provisioningState: "Succeeded", configurationSettings: {} } } as unknown as Inspection;
 const rolloutAnnotations = (w: ReturnType<typeof world>["w"], name: string) => {
   const a = w.kube.secrets.get(name)!.annotations;
   return { rollout: a[ANNOTATION.rollout], failures: a[ANNOTATION.rolloutFailures] };
@@ -78,10 +79,10 @@ describe("rollOut: pointing the extension at a stored version", () => {
 
   it("when a versioned rollout fails, the version stays pending with one more failure, a warning says it is tried again, and the error is thrown", async () => {
     for (const [previousFailures, msg] of [
-      [0, "the new certificate stays stored (unreferenced) and the next run tries to roll it out again"],
-      [1, "the new certificate stays stored (unreferenced) and the next run tries to roll it out again"],
-      [2, "the rollout of this certificate failed 3 times; the next run issues a new one"],
-      [3, "the rollout of this certificate failed 4 times; the next run issues a new one"],
+      [0, "the new certificate stays stored, never rolled out; the next run tries to roll it out again"],
+      [1, "the new certificate stays stored, never rolled out; the next run tries to roll it out again"],
+      [2, "the rollout of this certificate failed 3 times (at most 3); the next run orders a new one"],
+      [3, "the rollout of this certificate failed 4 times (at most 3); the next run orders a new one"],
     ] as const) {
       const { w, fields } = world();
       const failure = new AmlcertError("EXTENSION_LRO_FAILED", "extension", "the operation failed");
@@ -89,7 +90,7 @@ describe("rollOut: pointing the extension at a stored version", () => {
       const v = version("v1", { previousFailures });
       await expect(rollOut(w.deps, settings(), noInspection, v)).rejects.toBe(failure);
       expect(rolloutAnnotations(w, "v1")).toEqual({ rollout: "pending", failures: String(previousFailures + 1) });
-      expect(fields(40)).toEqual([{ fqdn: FQDN, stage: "extension", secret: "v1", failures: previousFailures + 1, msg }]);
+      expect(fields(40)).toEqual([{ fqdn: FQDN, stage: "extension", secret: "v1", failures: previousFailures + 1, code: "EXTENSION_LRO_FAILED", msg }]);
     }
   });
 
