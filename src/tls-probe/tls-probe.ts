@@ -71,7 +71,7 @@ export function createTlsProbe(opts: TlsProbeOptions): TlsProbe {
         const timer = setTimeout(() => {
           finish(() =>
             reject(
-              new AmlcertError("TLS_PROBE_FAILED", "verify-tls", `TLS handshake with ${where} did not finish within ${opts.timeoutMs} ms`, {
+              new AmlcertError("TLS_PROBE_FAILED", "verify-tls", `TLS handshake with ${where} did not finish within ${opts.timeoutMs} ms (verify.probeTimeout)`, {
                 details: { host: target.host, port: target.port, servername: target.servername },
               }),
             ),
