@@ -35,7 +35,16 @@ import { verifyInPlace, verifyRollout } from "./verify-rollout.js";
 function gated(sinks: EventSink[]): { sink: EventSink; open(): void; drop(): void } {
   let state: "holding" | "open" | "dropped" = "holding";
   let held: RenewalEvent[] = [];
-  const deliver = (e: RenewalEvent) => Promise.all(sinks.map(async (k) => k(e))).then(() => undefined);
+  // each subscriber is called at once and in order, as the bus does; what they return is awaited together
+  const deliver = (e: RenewalEvent): Promise<void>[] =>
+    sinks.flatMap((k) => {
+      try {
+        const p = k(e);
+        return p ? [p] : [];
+      } catch (err) {
+        return [Promise.reject(err)];
+      }
+    });
   return {
     sink: (e) => {
       if (state === "dropped") return undefined;
@@ -43,9 +52,13 @@ function gated(sinks: EventSink[]): { sink: EventSink; open(): void; drop(): voi
         held.push(e);
         return undefined;
       }
-      const backlog = held;
+      const work = [...held.flatMap(deliver), ...deliver(e)];
       held = [];
-      return backlog.reduce<Promise<void>>((p, h) => p.then(() => deliver(h)), Promise.resolve()).then(() => deliver(e));
+      if (work.length === 0) return undefined;
+      return Promise.allSettled(work).then((results) => {
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+        if (failed) throw failed.reason;
+      });
     },
     open: () => {
       if (state === "holding") state = "open";
@@ -66,12 +79,15 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
   try {
     if (deps.ready) await run.stage("preflight", deps.ready);
     // read-only, before the Lease: a refusal writes nothing; a busy extension is waited for before anything is placed
-    const extension = await run.stage("preflight", () => preflightExtension(deps)).catch((err: unknown) => {
-      if (err instanceof AmlcertError && REFUSALS.has(err.code)) gate.drop();
-      throw err;
+    const idle = await run.stage("preflight", async () => {
+      const extension = await preflightExtension(deps).catch((err: unknown) => {
+        if (err instanceof AmlcertError && REFUSALS.has(err.code)) gate.drop();
+        throw err;
+      });
+      gate.open();
+      return waitWhileBusy(deps, s, extension, stop);
     });
-    gate.open();
-    if (!(await run.stage("preflight", () => waitWhileBusy(deps, s, extension, stop)))) return await run.skipped("ExtensionBusy");
+    if (!idle) return await run.skipped("ExtensionBusy");
     if (deps.lock) {
       signal = await run.stage("preflight", () => deps.lock!.acquire(stop));
       if (!signal) return await run.skipped();
