@@ -63,12 +63,15 @@ const kubernetesSource = z
   .strict()
   .refine((k) => !(k.inCluster && (k.kubeconfig || k.context)), { message: "inCluster cannot be combined with kubeconfig/context" });
 
-/** Secret names get a version suffix (`-yyyymmdd-xxxxxxxx`, 18 chars); keep the whole a DNS-1123 label. */
+/** Slots mode appends `-a`/`-b` (61 + 2 = 63, a DNS-1123 label); versioned mode `-yyyymmdd-xxxxxxxx` (checked below: 45). */
+const SECRET_NAME_MAX = 61;
+export const VERSIONED_SECRET_NAME_MAX = 45;
 const secretName = z
   .string()
   .trim()
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-1123 label (lower case letters, digits, '-')")
-  .max(45, "must be at most 45 characters (a version suffix is appended)");
+  .max(SECRET_NAME_MAX, `must be at most ${SECRET_NAME_MAX} characters (a slot suffix -a/-b is appended)`);
+const secretModes = ["slots", "versioned", "fixed"] as const;
 
 const targetSchema = z
   .object({
@@ -87,7 +90,7 @@ const targetSchema = z
       .strict(),
     kubernetes: kubernetesSource.prefault({}),
     secretName,
-    secretMode: z.enum(["versioned", "fixed"]).optional(),
+    secretMode: z.enum(secretModes).optional(),
     expectedAddress: z.string().trim().optional(),
     probeAddress: hostPort.optional(),
     manageRecord: z.boolean().default(false),
@@ -167,7 +170,7 @@ export const configSchema = z
           }
           return ms;
         }),
-        secretMode: z.enum(["versioned", "fixed"]).default("versioned"),
+        secretMode: z.enum(secretModes).default("slots"),
         keepPrevious: z.number().int().min(1).max(10).default(1),
         concurrency: z.number().int().min(1).max(32).default(8),
       })
@@ -246,6 +249,9 @@ export const configSchema = z
     cfg.targets.forEach((t, i) => {
       if (!t || typeof t.fqdn !== "string" || typeof t.dnsZone?.zone !== "string") return;
       if (seen.has(t.fqdn)) ctx.addIssue({ code: "custom", path: ["targets", i, "fqdn"], message: `duplicates targets[${seen.get(t.fqdn)}].fqdn` });
+      if ((t.secretMode ?? cfg.renewal?.secretMode) === "versioned" && typeof t.secretName === "string" && t.secretName.length > VERSIONED_SECRET_NAME_MAX) {
+        ctx.addIssue({ code: "custom", path: ["targets", i, "secretName"], message: `must be at most ${VERSIONED_SECRET_NAME_MAX} characters in versioned mode (a version suffix -yyyymmdd-xxxxxxxx is appended)` });
+      }
       seen.set(t.fqdn, i);
       const e = t.extension;
       if (e) {
@@ -286,6 +292,6 @@ export function directoryUrl(cfg: Config): string {
   return (DIRECTORY_PRESETS as Record<string, string>)[cfg.acme.directory] ?? cfg.acme.directory;
 }
 
-export function secretModeOf(cfg: Config, t: TargetConfig): "versioned" | "fixed" {
+export function secretModeOf(cfg: Config, t: TargetConfig): (typeof secretModes)[number] {
   return t.secretMode ?? cfg.renewal.secretMode;
 }
