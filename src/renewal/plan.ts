@@ -3,6 +3,7 @@
  * order and the first that fires names the reason (stable identifiers: logs, `amlcert plan`, metric labels).
  */
 import { describeProblem, inspectPair, type CertificateInfo, type PairProblem } from "../certs/certificate.js";
+import { ariRenewalTime } from "../acme/ari.js";
 
 export const RenewalReasons = [
   "Forced",
@@ -37,14 +38,51 @@ export interface PlanInput {
   /** renew this long before notAfter; default: at 2/3 of the lifetime */
   renewBeforeMs?: number;
   force?: boolean;
+  /** the CA's suggested window for the certificate in place (RFC 9773 ARI); it decides the renewal time when given */
+  renewalWindow?: { certId: string; start: Date; end: Date };
+  /** what an order would bring: the profile and, when known, its certificates' lifetime */
+  profile?: { name: string; lifetimeMs?: number };
 }
 
-export type PlanDecision =
-  | { renew: true; reason: RenewalReason; message: string; current?: CertificateInfo; renewAt?: Date; currentSound: boolean }
-  | { renew: false; reason: "UpToDate" | NoRenewalReason; message: string; current: CertificateInfo; renewAt: Date; currentSound: true };
+/** Where the renewal time came from: the CA's ARI window, renewBefore, or 2/3 of the lifetime. */
+export type RenewAtSource = "ari" | "lifetime" | "renewBefore";
 
-/** Nothing to renew although the certificate is due: its source (not ACME) has not renewed it (source-decision.ts). */
-export type NoRenewalReason = "SourceNotRenewing";
+export type PlanDecision =
+  | { renew: true; reason: RenewalReason; message: string; current?: CertificateInfo; renewAt?: Date; renewAtSource?: RenewAtSource; currentSound: boolean }
+  | { renew: false; reason: "UpToDate" | NoRenewalReason; message: string; current: CertificateInfo; renewAt: Date; renewAtSource?: RenewAtSource; currentSound: true };
+
+/**
+ * Nothing to renew although the certificate is due:
+ * - SourceNotRenewing: its source (not ACME) has not renewed it (source-decision.ts);
+ * - ProfileLifetimeShorter: a certificate of the configured profile ordered now would expire before the sound one in
+ *   place, so validation would refuse it (CERT_NOT_NEWER); amlcert orders once an order's result would be newer.
+ */
+export type NoRenewalReason = "SourceNotRenewing" | "ProfileLifetimeShorter";
+
+/** Let's Encrypt's profiles (https://letsencrypt.org/docs/profiles/): their certificates' lifetime. */
+export const KNOWN_PROFILE_LIFETIMES_MS: Readonly<Record<string, number>> = {
+  classic: 90 * 86_400_000,
+  tlsserver: 45 * 86_400_000,
+  shortlived: 160 * 3_600_000,
+};
+
+/**
+ * The renewal time of the certificate in place and where it came from. The CA's ARI window wins when given (it knows
+ * about revocations and incidents): a time inside it that is stable per certificate, never after notAfter.
+ */
+export function renewalTimeOf(
+  current: Pick<CertificateInfo, "notBefore" | "notAfter">,
+  renewBeforeMs?: number,
+  window?: { certId: string; start: Date; end: Date },
+): { at: Date; source: RenewAtSource } {
+  if (window) {
+    const at = ariRenewalTime(window, window.certId);
+    return { at: at.getTime() > current.notAfter.getTime() ? current.notAfter : at, source: "ari" };
+  }
+  const lifetime = current.notAfter.getTime() - current.notBefore.getTime();
+  const usesRenewBefore = renewBeforeMs !== undefined && renewBeforeMs > 0 && renewBeforeMs < lifetime;
+  return { at: renewalTime(current.notBefore, current.notAfter, renewBeforeMs), source: usesRenewBefore ? "renewBefore" : "lifetime" };
+}
 
 /**
  * When to renew a certificate valid from notBefore to notAfter: renewBefore before expiry when it is given and
@@ -69,7 +107,27 @@ export function planRenewal(input: PlanInput): PlanDecision {
   const currentSound = Boolean(current) && (inspected?.problems ?? []).every((p) => p.kind === "key" && p.problem === "not-pkcs8");
   const renew = (reason: RenewalReason, message: string): PlanDecision => ({ renew: true, reason, message, current, currentSound });
 
-  if (input.force) return renew("Forced", "--force was given");
+  // a sound certificate in place that outlives anything the profile would bring: ordering would only be refused
+  const shorter = (): PlanDecision | undefined => {
+    const lifetimeMs = input.profile?.lifetimeMs;
+    if (!current || !currentSound || lifetimeMs === undefined) return undefined;
+    if (now.getTime() + lifetimeMs > current.notAfter.getTime()) return undefined;
+    // the first moment a new certificate expires later than the one in place
+    const from = new Date(current.notAfter.getTime() - lifetimeMs + 1_000);
+    return {
+      renew: false,
+      reason: "ProfileLifetimeShorter",
+      message:
+        `a ${input.profile!.name} certificate (${describeLifetime(lifetimeMs)}) ordered now would expire before the one in place ` +
+        `(${current.notAfter.toISOString()}), so it would be refused; ordering from ${from.toISOString()}`,
+      current,
+      renewAt: from,
+      renewAtSource: "lifetime",
+      currentSound: true,
+    };
+  };
+
+  if (input.force) return shorter() ?? renew("Forced", "--force was given");
   if (!stored) return renew("SecretMissing", "no certificate secret is in place");
   if (!stored.certPem || !stored.keyPem) {
     const missing = [!stored.certPem && "cert.pem", !stored.keyPem && "key.pem"].filter(Boolean).join(" and ");
@@ -88,22 +146,32 @@ export function planRenewal(input: PlanInput): PlanDecision {
   const chain = firstOf(problems, "chain");
   if (chain) return renew("ChainIncomplete", `secret ${stored.secretName}: ${describeProblem(chain)}`);
 
-  const renewAt = renewalTime(current.notBefore, current.notAfter, input.renewBeforeMs);
+  const { at: renewAt, source: renewAtSource } = renewalTimeOf(current, input.renewBeforeMs, input.renewalWindow);
+  const why = renewAtSource === "ari" ? " (the CA's renewal window)" : "";
   if (now.getTime() >= current.notAfter.getTime()) {
-    return { ...renew("Expired", `secret ${stored.secretName}: the certificate expired at ${current.notAfter.toISOString()}`), renewAt };
+    return { ...renew("Expired", `secret ${stored.secretName}: the certificate expired at ${current.notAfter.toISOString()}`), renewAt, renewAtSource };
   }
   if (now.getTime() >= renewAt.getTime()) {
-    return {
-      ...renew("InRenewalWindow", `secret ${stored.secretName}: renewal was due at ${renewAt.toISOString()}; the certificate expires ${current.notAfter.toISOString()}`),
-      renewAt,
-    };
+    return (
+      shorter() ?? {
+        ...renew("InRenewalWindow", `secret ${stored.secretName}: renewal was due at ${renewAt.toISOString()}${why}; the certificate expires ${current.notAfter.toISOString()}`),
+        renewAt,
+        renewAtSource,
+      }
+    );
   }
   return {
     renew: false,
     reason: "UpToDate",
-    message: `valid until ${current.notAfter.toISOString()}; renewal due at ${renewAt.toISOString()}`,
+    message: `valid until ${current.notAfter.toISOString()}; renewal due at ${renewAt.toISOString()}${why}`,
     current,
     renewAt,
+    renewAtSource,
     currentSound: true,
   };
+}
+
+function describeLifetime(ms: number): string {
+  const hours = ms / 3_600_000;
+  return hours % 24 === 0 ? `${hours / 24} days` : `${hours} hours`;
 }

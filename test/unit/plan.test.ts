@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { planRenewal, renewalTime } from "../../src/renewal/plan.js";
+import { KNOWN_PROFILE_LIFETIMES_MS, planRenewal, renewalTime, renewalTimeOf } from "../../src/renewal/plan.js";
 import { days, encryptKey, makeLeaf, makeTestCa, sec1Key, type TestIssuer, type TestLeaf } from "../support/certs.js";
 
 const issued = new Date("2026-11-01T00:00:00Z");
@@ -150,8 +150,9 @@ describe("planRenewal", () => {
     expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(60) })).toMatchObject({
       renew: true,
       reason: "InRenewalWindow",
-      message: `renewal was due at ${at(60).toISOString()}; the certificate expires ${expires.toISOString()}`,
+      message: `secret aml-tls: renewal was due at ${at(60).toISOString()}; the certificate expires ${expires.toISOString()}`,
       renewAt: at(60),
+      renewAtSource: "lifetime",
       currentSound: true,
     });
   });
@@ -165,7 +166,7 @@ describe("planRenewal", () => {
     expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(91) })).toMatchObject({
       renew: true,
       reason: "Expired",
-      message: `the certificate expired at ${expires.toISOString()}`,
+      message: `secret aml-tls: the certificate expired at ${expires.toISOString()}`,
       renewAt: at(60),
       currentSound: true,
     });
@@ -200,5 +201,78 @@ describe("planRenewal", () => {
     expect(planRenewal({ stored: stored(wild.chainPem, wild.keyPem), names: ["*.contoso.test"], now: at(1) })).toMatchObject({ renew: false });
     expect(planRenewal({ stored: stored(wild.chainPem, wild.keyPem), names: ["ml.contoso.test"], now: at(1) })).toMatchObject({ renew: false });
     expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names: ["*.contoso.test"], now: at(1) })).toMatchObject({ reason: "NamesNotCovered" });
+  });
+});
+
+describe("planRenewal with the CA's ARI window and a profile", () => {
+  const span = { notBefore: issued, notAfter: expires };
+  const window = { certId: "aki.serial", start: at(40), end: at(42) };
+
+  it("when the CA suggests a window, the renewal time is inside it, stable, and its source is ari", () => {
+    const before = planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(39), renewalWindow: window });
+    expect(before).toMatchObject({ renew: false, reason: "UpToDate", renewAtSource: "ari" });
+    expect(before.renewAt!.getTime()).toBeGreaterThanOrEqual(at(40).getTime());
+    expect(before.renewAt!.getTime()).toBeLessThan(at(42).getTime());
+    expect(before.message).toBe(`valid until ${expires.toISOString()}; renewal due at ${before.renewAt!.toISOString()} (the CA's renewal window)`);
+    expect(renewalTimeOf(span, undefined, window)).toEqual({ at: before.renewAt, source: "ari" });
+  });
+
+  it("when the window has begun and the chosen time passed, renews with InRenewalWindow although 2/3 of the lifetime is far", () => {
+    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(42), renewalWindow: window })).toMatchObject({
+      renew: true,
+      reason: "InRenewalWindow",
+      renewAtSource: "ari",
+    });
+  });
+
+  it("when the window is after the certificate's expiry, the renewal time is its notAfter", () => {
+    const late = { certId: "x.y", start: at(100), end: at(101) };
+    expect(renewalTimeOf(span, undefined, late)).toEqual({ at: expires, source: "ari" });
+  });
+
+  it("without a window, the source says lifetime, or renewBefore when renewBefore set the time", () => {
+    expect(renewalTimeOf(span)).toEqual({ at: at(60), source: "lifetime" });
+    expect(renewalTimeOf(span, days(10))).toEqual({ at: at(80), source: "renewBefore" });
+    expect(renewalTimeOf(span, days(90))).toEqual({ at: at(60), source: "lifetime" });
+  });
+
+  it("when the profile's certificates would expire before the sound one in place, does not order (ProfileLifetimeShorter) and says from when it will", () => {
+    // a 90-day certificate in its window at day 60 (30 days left), and 20-day certificates on order
+    const d = planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(60), profile: { name: "tiny", lifetimeMs: days(20) } });
+    expect(d).toEqual({
+      renew: false,
+      reason: "ProfileLifetimeShorter",
+      message: `a tiny certificate (20 days) ordered now would expire before the one in place (${expires.toISOString()}), so it would be refused; ordering from ${new Date(at(70).getTime() + 1_000).toISOString()}`,
+      current: d.current,
+      renewAt: new Date(at(70).getTime() + 1_000),
+      renewAtSource: "lifetime",
+      currentSound: true,
+    });
+    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: new Date(at(70).getTime() + 1_000), profile: { name: "tiny", lifetimeMs: days(20) } })).toMatchObject({
+      renew: true,
+      reason: "InRenewalWindow",
+    });
+  });
+
+  it("when --force is given but the profile's certificates would expire first, does not order either", () => {
+    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(1), force: true, profile: { name: "tlsserver", lifetimeMs: KNOWN_PROFILE_LIFETIMES_MS.tlsserver } })).toMatchObject({
+      renew: false,
+      reason: "ProfileLifetimeShorter",
+    });
+    expect(planRenewal({ stored: stored(leaf.chainPem, leaf.keyPem), names, now: at(1), force: true, profile: { name: "classic", lifetimeMs: KNOWN_PROFILE_LIFETIMES_MS.classic } })).toMatchObject({
+      renew: true,
+      reason: "Forced",
+    });
+  });
+
+  it("when the pair in place is broken, a shorter profile still orders (anything valid is better)", () => {
+    expect(planRenewal({ stored: stored(leaf.chainPem, other.keyPem), names, now: at(1), profile: { name: "shortlived", lifetimeMs: KNOWN_PROFILE_LIFETIMES_MS.shortlived } })).toMatchObject({
+      renew: true,
+      reason: "KeyMismatch",
+    });
+  });
+
+  it("Let's Encrypt's profile lifetimes are 90 days, 45 days and 160 hours", () => {
+    expect(KNOWN_PROFILE_LIFETIMES_MS).toEqual({ classic: days(90), tlsserver: days(45), shortlived: 160 * 3_600_000 });
   });
 });
