@@ -29,6 +29,7 @@ import { createDnsSolver, type DnsSolver } from "../renewal/dns-solver.js";
 import type { RenewDeps, RenewSettings, RunLock } from "../renewal/deps.js";
 import type { EventSink } from "../renewal/events.js";
 import { createAcmeSource } from "../sources/acme-source.js";
+import { createSourceFactory } from "../sources/configured-source.js";
 import { kubeEventsSink } from "../observability/kube-events.js";
 import { runLogSink } from "../observability/run-log.js";
 import { createRunLock, deadOnThisHost } from "./run-lock.js";
@@ -179,6 +180,8 @@ export function createApp(input: AppInput): App {
 
   const inAzureml = (k: KubernetesSourceConfig) => ({ source: { ...kubeSource(k), retry: kubeRetry(config) }, namespace: AZUREML_NAMESPACE, logger, clock, requests });
   const clusters = once((k: KubernetesSourceConfig) => createKubeCluster(inAzureml(k)), clusterKey);
+  // a target's certificate source (C4): ACME, a Key Vault certificate, or a TLS secret in another namespace
+  const sources = createSourceFactory({ config, credential: azure.credential, requests, kube: (k, namespace) => createKubeCluster({ ...inAzureml(k), namespace }) });
   // a holder of this host whose pid is gone crashed: its Lease is taken over at once (signal 0 probes, EPERM means alive)
   const abandonedBy = deadOnThisHost(input.holder, (pid) => {
     try {
@@ -301,7 +304,7 @@ export function createApp(input: AppInput): App {
       zone: primary,
       lookup,
       nameServersOf,
-      source: createAcmeSource({ acme: acmeIssuer, solver, generateKey: () => generateCertificateKey(config.acme.keyType) }),
+      source: sources.forTarget(t, () => createAcmeSource({ acme: acmeIssuer, solver, generateKey: () => generateCertificateKey(config.acme.keyType) })),
       tlsProbe,
       clock,
       logger,

@@ -8,6 +8,7 @@ import { parseServer } from "../dns-check/name-servers.js";
 import { CertificateKeyTypes } from "../acme/keys.js";
 import { CloudNames } from "../azure/cloud.js";
 import { cronProblem } from "../schedule/cron.js";
+import { vaultDnsSuffix, vaultUrlProblem } from "../keyvault/vault-url.js";
 
 export const DIRECTORY_PRESETS = {
   letsencrypt: "https://acme-v02.api.letsencrypt.org/directory",
@@ -73,6 +74,33 @@ const secretName = z
   .max(SECRET_NAME_MAX, `must be at most ${SECRET_NAME_MAX} characters (a slot suffix -a/-b is appended)`);
 const secretModes = ["slots", "versioned", "fixed"] as const;
 
+/** Where a target's certificate comes from (C4): ACME (default), a Key Vault certificate, or a Kubernetes TLS secret. */
+const dns1123Label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const sourceSchema = z
+  .object({
+    acme: z.object({}).strict().optional(),
+    keyVault: z
+      .object({
+        vaultUrl: z.string().trim().optional(),
+        vaultName: z.string().trim().regex(/^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$/, "must be a key vault name (3-24 letters, digits and '-')").optional(),
+        certificateName: z.string().trim().regex(/^[0-9a-zA-Z-]{1,127}$/, "must be a Key Vault certificate name (letters, digits and '-')"),
+        version: z.string().trim().regex(/^[0-9a-fA-F]{32}$/, "must be a certificate version (32 hex digits)").optional(),
+        fetchIntermediates: z.boolean().default(false),
+      })
+      .strict()
+      .refine((k) => Boolean(k.vaultUrl) !== Boolean(k.vaultName), { message: "set either vaultUrl or vaultName" })
+      .optional(),
+    kubernetesTls: z
+      .object({
+        namespace: z.string().trim().regex(dns1123Label, "must be a namespace name (DNS-1123 label)"),
+        secretName: z.string().trim().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a secret name (DNS-1123 subdomain)").max(253),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .refine((src) => [src.acme, src.keyVault, src.kubernetesTls].filter((x) => x !== undefined).length === 1, { message: "set exactly one of acme, keyVault, kubernetesTls" });
+
 const targetSchema = z
   .object({
     fqdn: hostnameSchema,
@@ -94,6 +122,7 @@ const targetSchema = z
     expectedAddress: z.string().trim().optional(),
     probeAddress: hostPort.optional(),
     manageRecord: z.boolean().default(false),
+    source: sourceSchema.optional(),
   })
   .strict();
 
@@ -132,6 +161,8 @@ export const configSchema = z
         resourceManagerEndpoint: z.url({ protocol: /^https$/, error: "must be an https:// URL" }).optional(),
         authorityHost: z.url({ protocol: /^https$/, error: "must be an https:// URL" }).optional(),
         tokenScope: z.string().optional(),
+        /** Key Vault's DNS suffix when azure.cloud's is not it (a private cloud; the test stand-in) */
+        keyVaultDnsSuffix: z.string().trim().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a DNS suffix such as vault.azure.net").optional(),
         requestTimeout: duration("30s"),
         maxRetries: z.number().int().min(0).max(10).default(4),
         maxRetryAfter: duration("60s"),
@@ -249,6 +280,11 @@ export const configSchema = z
     cfg.targets.forEach((t, i) => {
       if (!t || typeof t.fqdn !== "string" || typeof t.dnsZone?.zone !== "string") return;
       if (seen.has(t.fqdn)) ctx.addIssue({ code: "custom", path: ["targets", i, "fqdn"], message: `duplicates targets[${seen.get(t.fqdn)}].fqdn` });
+      const vaultUrl = t.source?.keyVault?.vaultUrl;
+      if (typeof vaultUrl === "string") {
+        const problem = vaultUrlProblem(vaultUrl, vaultDnsSuffix(cfg.azure?.cloud ?? "AzurePublicCloud", cfg.azure?.keyVaultDnsSuffix));
+        if (problem) ctx.addIssue({ code: "custom", path: ["targets", i, "source", "keyVault", "vaultUrl"], message: problem });
+      }
       if ((t.secretMode ?? cfg.renewal?.secretMode) === "versioned" && typeof t.secretName === "string" && t.secretName.length > VERSIONED_SECRET_NAME_MAX) {
         ctx.addIssue({ code: "custom", path: ["targets", i, "secretName"], message: `must be at most ${VERSIONED_SECRET_NAME_MAX} characters in versioned mode (a version suffix -yyyymmdd-xxxxxxxx is appended)` });
       }
@@ -287,6 +323,8 @@ export type Config = z.output<typeof configSchema>;
 export type TargetConfig = Config["targets"][number];
 export type KubernetesSourceConfig = TargetConfig["kubernetes"];
 export type ZoneRefConfig = TargetConfig["dnsZone"];
+
+export type SourceConfig = NonNullable<TargetConfig["source"]>;
 
 export function directoryUrl(cfg: Config): string {
   return (DIRECTORY_PRESETS as Record<string, string>)[cfg.acme.directory] ?? cfg.acme.directory;

@@ -68,7 +68,8 @@ export async function makeSourceLeaf(issuer: TestIssuer, o: SourceLeafOptions): 
   return { leafPem, intermediatePem: issuer.pem, keyPem, traditionalKeyPem, serial: node.serialNumber.toUpperCase(), fingerprint256: node.fingerprint256 };
 }
 
-/** PKCS#12 of `keyPem` and `certsPem` (leaf first, then the rest) with an empty password, made by openssl. */
+/** PKCS#12 of `keyPem` and `certsPem` (leaf first, then the rest) with an empty password, made by openssl; without a
+ * key (`keyPem` ""), the certificates only, as Key Vault exports a certificate whose key is not exportable. */
 export function pkcs12Of(keyPem: string, certsPem: string, opts: { password?: string; legacy?: boolean } = {}): Buffer {
   const dir = mkdtempSync(join(tmpdir(), "amlcert-p12-"));
   try {
@@ -76,7 +77,7 @@ export function pkcs12Of(keyPem: string, certsPem: string, opts: { password?: st
     writeFileSync(join(dir, "certs.pem"), certsPem);
     execFileSync(
       "openssl",
-      ["pkcs12", "-export", "-inkey", "key.pem", "-in", "certs.pem", "-passout", `pass:${opts.password ?? ""}`, "-out", "out.p12", ...(opts.legacy ? ["-legacy"] : [])],
+      ["pkcs12", "-export", ...(keyPem ? ["-inkey", "key.pem"] : ["-nokeys"]), "-in", "certs.pem", "-passout", `pass:${opts.password ?? ""}`, "-out", "out.p12", ...(opts.legacy ? ["-legacy"] : [])],
       { cwd: dir, stdio: ["ignore", "ignore", "pipe"] },
     );
     return readFileSync(join(dir, "out.p12"));
