@@ -99,13 +99,20 @@ export function kubeSource(k: KubernetesSourceConfig): KubeSource {
   return k.inCluster ? { kind: "in-cluster" } : { kind: "kubeconfig", path: k.kubeconfig, context: k.context };
 }
 
-/** The bounds and retries of ARM requests (azure.requestTimeout, maxRetries, maxRetryAfter). */
-export const armRetry = (config: Config) => ({ timeoutMs: config.azure.requestTimeout, maxRetries: config.azure.maxRetries, maxRetryAfterMs: config.azure.maxRetryAfter });
-/** The bounds and retries of Kubernetes API requests (kubernetesApi.*). */
-export const kubeRetry = (config: Config) => ({
+type RetryLog = { warn(obj: object, msg: string): void };
+/** The bounds and retries of ARM requests (azure.requestTimeout, maxRetries, maxRetryAfter); each retry is logged. */
+export const armRetry = (config: Config, log?: RetryLog) => ({
+  timeoutMs: config.azure.requestTimeout,
+  maxRetries: config.azure.maxRetries,
+  maxRetryAfterMs: config.azure.maxRetryAfter,
+  ...(log ? { onRetry: ({ message, ...facts }: { message: string }) => log.warn({ system: "arm", ...facts }, message) } : {}),
+});
+/** The bounds and retries of Kubernetes API requests (kubernetesApi.*); each retry is logged. */
+export const kubeRetry = (config: Config, log?: RetryLog) => ({
   timeoutMs: config.kubernetesApi.requestTimeout,
   maxRetries: config.kubernetesApi.maxRetries,
   maxRetryAfterMs: config.kubernetesApi.maxRetryAfter,
+  ...(log ? { onRetry: ({ message, ...facts }: { message: string }) => log.warn({ system: "kubernetes", ...facts }, message) } : {}),
 });
 
 const clusterKey = (k: KubernetesSourceConfig) => (k.inCluster ? "in-cluster" : `${k.kubeconfig ?? ""}#${k.context ?? ""}`);
@@ -159,7 +166,7 @@ export function createApp(input: AppInput): App {
     signedIn.catch(() => (signedIn = undefined));
     return signedIn;
   };
-  const arm = { credential: azure.credential, endpoint: cloud.resourceManagerEndpoint, scope: cloud.tokenScope, logger, requests, retry: armRetry(config) };
+  const arm = { credential: azure.credential, endpoint: cloud.resourceManagerEndpoint, scope: cloud.tokenScope, logger, requests, retry: armRetry(config, logger) };
 
   const zones = once(
     (ref: ZoneRefConfig) => createAzureDnsZone({ ...arm, subscriptionId: ref.subscriptionId, resourceGroup: ref.resourceGroup, zone: ref.zone }),
@@ -178,7 +185,7 @@ export function createApp(input: AppInput): App {
     return servers;
   };
 
-  const inAzureml = (k: KubernetesSourceConfig) => ({ source: { ...kubeSource(k), retry: kubeRetry(config) }, namespace: AZUREML_NAMESPACE, logger, clock, requests });
+  const inAzureml = (k: KubernetesSourceConfig) => ({ source: { ...kubeSource(k), retry: kubeRetry(config, logger) }, namespace: AZUREML_NAMESPACE, logger, clock, requests });
   const clusters = once((k: KubernetesSourceConfig) => createKubeCluster(inAzureml(k)), clusterKey);
   // a target's certificate source (C4): ACME, a Key Vault certificate, or a TLS secret in another namespace
   const sources = createSourceFactory({ config, credential: azure.credential, requests, kube: (k, namespace) => createKubeCluster({ ...inAzureml(k), namespace }) });

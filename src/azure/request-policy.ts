@@ -68,9 +68,28 @@ export interface ArmRetryOptions {
   timeoutMs?: number;
   /** the longest Retry-After honoured; a longer one fails at once with AZURE_THROTTLED (default 60 s) */
   maxRetryAfterMs?: number;
+  /** told of every retry before its wait (the composition root logs it) */
+  onRetry?: (retry: RetryNotice) => void;
 }
 
-export const ARM_RETRY_DEFAULTS: Required<ArmRetryOptions> = {
+/** A retry about to happen: what went wrong with the try, and how long the policy waits. */
+export interface RetryNotice {
+  /** e.g. "PUT /subscriptions/…: ARM answered 429 TooManyRequests (Retry-After 1 s); retrying in 1.2 s (try 2 of 5)" */
+  message: string;
+  method: string;
+  path: string;
+  /** the try that failed (1 = the first) */
+  attempt: number;
+  attempts: number;
+  waitMs: number;
+  /** the status ARM answered, or undefined when no answer came */
+  status?: number;
+  /** "timeout", or the connection error's code */
+  error?: string;
+  retryAfterMs?: number;
+}
+
+export const ARM_RETRY_DEFAULTS: Required<Omit<ArmRetryOptions, "onRetry">> = {
   maxRetries: 4,
   retryDelayMs: 1_000,
   maxRetryDelayMs: 30_000,
@@ -195,7 +214,7 @@ const pathOf = (url: string) => {
 };
 
 export function armRetryPolicy(retry: Partial<ArmRetryOptions> = {}, timing: RetryTiming = {}): PolicyConfig {
-  const o = { ...ARM_RETRY_DEFAULTS, ...Object.fromEntries(Object.entries(retry).filter(([, v]) => v !== undefined)) } as Required<ArmRetryOptions>;
+  const o = { ...ARM_RETRY_DEFAULTS, ...Object.fromEntries(Object.entries(retry).filter(([, v]) => v !== undefined)) } as Required<Omit<ArmRetryOptions, "onRetry">> & ArmRetryOptions;
   const sleep = timing.sleep ?? defaultSleep;
   const random = timing.random ?? Math.random;
   const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
@@ -237,6 +256,7 @@ export function armRetryPolicy(retry: Partial<ArmRetryOptions> = {}, timing: Ret
             if (cancel.signal.aborted) throw failure ?? cancel.signal.reason;
             const last = attempt >= attempts;
             let waitMs: number;
+            let what: Pick<RetryNotice, "status" | "error" | "retryAfterMs"> & { said: string };
             if (response !== undefined) {
               if (!RETRY_STATUS(response.status)) return response as unknown as Res;
               const asked = response.status === 429 || response.status === 503 ? retryAfterMs(response.headers) : undefined;
@@ -257,6 +277,12 @@ export function armRetryPolicy(retry: Partial<ArmRetryOptions> = {}, timing: Ret
               }
               // Retry-After is a floor; a little jitter on top keeps a fleet told the same second from returning at once
               waitMs = asked !== undefined ? asked + backoffMs(1, Math.min(1000, o.retryDelayMs), 1000, random) : backoffMs(attempt, o.retryDelayMs, o.maxRetryDelayMs, random);
+              const code = armErrorOf(response.bodyAsText).code;
+              what = {
+                status: response.status,
+                ...(asked === undefined ? {} : { retryAfterMs: asked }),
+                said: `answered ${response.status}${code ? ` ${code}` : ""}${asked === undefined ? "" : ` (Retry-After ${seconds(asked)})`}`,
+              };
             } else if (timedOut) {
               if (last) {
                 throw new ArmTimeoutError(`ARM did not answer ${request.method} ${pathOf(request.url)} within ${seconds(o.timeoutMs)} (azure.requestTimeout), ${attempts} tries`, {
@@ -267,11 +293,23 @@ export function armRetryPolicy(retry: Partial<ArmRetryOptions> = {}, timing: Ret
                 });
               }
               waitMs = backoffMs(attempt, o.retryDelayMs, o.maxRetryDelayMs, random);
+              what = { error: "timeout", said: `did not answer within ${seconds(o.timeoutMs)} (azure.requestTimeout)` };
             } else {
               const code = (failure as { code?: unknown } | null)?.code;
               if (last || typeof code !== "string" || !TRANSIENT_CODES.has(code)) throw failure;
               waitMs = backoffMs(attempt, o.retryDelayMs, o.maxRetryDelayMs, random);
+              what = { error: code, said: `could not be reached (${code})` };
             }
+            const { said, ...facts } = what;
+            o.onRetry?.({
+              message: `${request.method} ${pathOf(request.url)}: ARM ${said}; retrying in ${seconds(waitMs)} (try ${attempt + 1} of ${attempts})`,
+              method: request.method,
+              path: pathOf(request.url),
+              attempt,
+              attempts,
+              waitMs,
+              ...facts,
+            });
             await sleep(waitMs, cancel.signal);
           }
         } finally {

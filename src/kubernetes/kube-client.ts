@@ -66,6 +66,22 @@ export interface KubeRetryOptions {
   /** how the retries wait and draw jitter (tests inject them) */
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+  /** told of every retry before its wait (the composition root logs it) */
+  onRetry?: (retry: KubeRetryNotice) => void;
+}
+
+/** A retry about to happen. */
+export interface KubeRetryNotice {
+  /** e.g. "GET /api/v1/namespaces/azureml/secrets/x: the API server answered 429 (Retry-After 1 s); retrying in 1 s (try 2 of 5)" */
+  message: string;
+  method: string;
+  path: string;
+  attempt: number;
+  attempts: number;
+  waitMs: number;
+  status?: number;
+  /** "timeout", or the connection error's code */
+  error?: string;
 }
 
 export const KUBE_RETRY_DEFAULTS = { timeoutMs: 30_000, maxRetries: 4, maxRetryAfterMs: 30_000, retryDelayMs: 500, maxRetryDelayMs: 10_000 } as const;
@@ -204,6 +220,8 @@ export function retryingHttpLibrary(retry: KubeRetryOptions = {}, observe?: Requ
         observe?.("kubernetes", response ? String(response.httpStatusCode) : "error");
         const last = attempt > o.maxRetries;
         let waitMs: number;
+        let said: string;
+        let facts: Pick<KubeRetryNotice, "status" | "error">;
         const backoff = () => Math.floor(random() * Math.min(o.maxRetryDelayMs, o.retryDelayMs * 2 ** (attempt - 1)));
         if (response) {
           const status = response.httpStatusCode;
@@ -213,9 +231,24 @@ export function retryingHttpLibrary(retry: KubeRetryOptions = {}, observe?: Requ
           // a Retry-After longer than the cap is answered at once: kubeError names it
           if (asked !== undefined && asked > o.maxRetryAfterMs) return response;
           waitMs = asked ?? backoff();
+          said = `answered ${status}${asked === undefined ? "" : ` (Retry-After ${asked / 1000} s)`}`;
+          facts = { status };
         } else {
           if (!read || last) throw failure;
           waitMs = backoff();
+          const code = failure instanceof KubeTimeoutError ? "timeout" : String((failure as { code?: unknown } | null)?.code ?? (failure as Error | null)?.name ?? "error");
+          said = failure instanceof KubeTimeoutError ? `did not answer within ${o.timeoutMs / 1000} s (kubernetesApi.requestTimeout)` : `could not be reached (${code})`;
+          facts = { error: code };
+        }
+        if (o.onRetry) {
+          let path = request.getUrl();
+          try {
+            path = new URL(path).pathname;
+          } catch {
+            // keep it as it is
+          }
+          const method = String(request.getHttpMethod()).toUpperCase();
+          o.onRetry({ message: `${method} ${path}: the API server ${said}; retrying in ${waitMs / 1000} s (try ${attempt + 1} of ${o.maxRetries + 1})`, method, path, attempt, attempts: o.maxRetries + 1, waitMs, ...facts });
         }
         await sleep(waitMs);
       }

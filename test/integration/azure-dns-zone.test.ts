@@ -531,6 +531,24 @@ describe("every ARM request is bounded: per-try timeout, capped Retry-After, jit
     expect(txtValues("_acme-challenge")).toEqual(["v"]);
   });
 
+  test("every retry is told to onRetry before its wait: what ARM did, the request, the wait and the try", async () => {
+    fx.arm.faults.add({ method: "PUT", status: 429, times: 1, retryAfterSeconds: 2 });
+    const hung = fx.arm.faults.add({ method: "PUT", status: 0, hang: true, times: 1 });
+    const notices: unknown[] = [];
+    try {
+      const { timing } = recordedTiming();
+      await dnsZone({ retry: { maxRetries: 4, retryDelayMs: 100, maxRetryDelayMs: 1000, timeoutMs: 300, onRetry: (n) => notices.push(n) }, retryTiming: timing }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60);
+    } finally {
+      hung.release();
+    }
+    const path = `/subscriptions/${SUBSCRIPTION}/resourceGroups/${DNS_RG}/providers/Microsoft.Network/dnsZones/${ZONE}/TXT/_acme-challenge`;
+    expect(notices).toEqual([
+      { message: `PUT ${path}: ARM answered 429 TooManyRequests (Retry-After 2 s); retrying in 2.1 s (try 2 of 5)`, method: "PUT", path, attempt: 1, attempts: 5, waitMs: 2050, status: 429, retryAfterMs: 2000 },
+      { message: `PUT ${path}: ARM did not answer within 0.3 s (azure.requestTimeout); retrying in 0.1 s (try 3 of 5)`, method: "PUT", path, attempt: 2, attempts: 5, waitMs: 100, error: "timeout" },
+    ]);
+    expect(txtValues("_acme-challenge")).toEqual(["v"]);
+  });
+
   test("when ARM answers 503 without Retry-After, each retry waits a jittered exponential backoff up to its ceiling", async () => {
     const fault = fx.arm.faults.add({ method: "GET", status: 503, times: 4 });
     const { waits, timing } = recordedTiming();

@@ -303,6 +303,19 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
       expect(waits).toEqual([50, 100, 150, 150]);
     });
 
+    it("every retry is told to onRetry before its wait: what the server did, the request, the wait and the try", async () => {
+      const notices: unknown[] = [];
+      const { source } = retrying({ maxRetries: 3, timeoutMs: 200, onRetry: (n) => notices.push(n) });
+      kube.faults.add({ method: "GET", pathIncludes: "/secrets/told", status: 429, times: 1, retryAfterSeconds: 2 });
+      kube.faults.add({ method: "GET", pathIncludes: "/secrets/told", status: 0, times: 1, before: hold() });
+      expect(await makeCluster(source).getSecret("told")).toBeUndefined();
+      const path = "/api/v1/namespaces/azureml/secrets/told";
+      expect(notices).toEqual([
+        { message: `GET ${path}: the API server answered 429 (Retry-After 2 s); retrying in 2 s (try 2 of 4)`, method: "GET", path, attempt: 1, attempts: 4, waitMs: 2000, status: 429 },
+        { message: `GET ${path}: the API server did not answer within 0.2 s (kubernetesApi.requestTimeout); retrying in 0.01 s (try 3 of 4)`, method: "GET", path, attempt: 2, attempts: 4, waitMs: 10, error: "timeout" },
+      ]);
+    });
+
     it("when the Retry-After is longer than kubernetesApi.maxRetryAfter, the call fails at once naming the throttling and the wait", async () => {
       const { source, waits } = retrying({ maxRetryAfterMs: 30_000 });
       const fault = kube.faults.add({ method: "GET", pathIncludes: "/secrets/apf", status: 429, times: Infinity, retryAfterSeconds: 120 });
