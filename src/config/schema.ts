@@ -6,6 +6,7 @@ import { z } from "zod";
 import { parseDuration } from "./duration.js";
 import { parseServer } from "../dns-check/name-servers.js";
 import { CertificateKeyTypes } from "../acme/keys.js";
+import { describeLifetime, KNOWN_PROFILE_LIFETIMES_MS, PROFILE_NAME } from "../acme/profiles.js";
 import { CloudNames } from "../azure/cloud.js";
 import { cronProblem } from "../schedule/cron.js";
 import { vaultDnsSuffix, vaultUrlProblem } from "../keyvault/vault-url.js";
@@ -123,6 +124,8 @@ const targetSchema = z
     probeAddress: hostPort.optional(),
     manageRecord: z.boolean().default(false),
     source: sourceSchema.optional(),
+    /** the ACME profile for this target's orders (over acme.profile) */
+    profile: z.string().trim().regex(PROFILE_NAME, "must be a profile name such as classic, tlsserver or shortlived").optional(),
   })
   .strict();
 
@@ -152,6 +155,11 @@ export const configSchema = z
           .transform((a) => (a.file || a.secret ? a : { ...a, secret: "amlcert-acme-account" }))
           .prefault({}),
         keyType: z.enum(CertificateKeyTypes).default("rsa2048"),
+        /** the CA's certificate profile to order (one of its directory's meta.profiles), e.g. tlsserver */
+        profile: z.string().trim().regex(PROFILE_NAME, "must be a profile name such as classic, tlsserver or shortlived").optional(),
+        requestTimeout: duration("30s"),
+        maxRetries: z.number().int().min(0).max(10).default(3),
+        maxRetryAfter: duration("2m"),
       })
       .strict()
       .prefault({}),
@@ -308,6 +316,23 @@ export const configSchema = z
         if (typeof s === "string" && !inZone(s)) ctx.addIssue({ code: "custom", path: ["targets", i, "sans", j], message: `is not inside dnsZone.zone ${t.dnsZone.zone} or a challengeZones zone` });
       });
     });
+    // a renewBefore as long as the profile's certificates live would renew at issuance, every run
+    const renewBefore = cfg.renewal?.renewBefore;
+    if (typeof renewBefore === "number" && Array.isArray(cfg.targets)) {
+      const told = new Set<string>();
+      cfg.targets.forEach((t, i) => {
+        const profile = t?.profile ?? cfg.acme?.profile;
+        const lifetime = typeof profile === "string" ? KNOWN_PROFILE_LIFETIMES_MS[profile] : undefined;
+        if (lifetime !== undefined && renewBefore >= lifetime && !told.has(profile!)) {
+          told.add(profile!);
+          ctx.addIssue({
+            code: "custom",
+            path: ["renewal", "renewBefore"],
+            message: `must be shorter than the ${describeLifetime(lifetime)} that ${profile} certificates live (${t?.profile ? `targets[${i}].profile` : "acme.profile"}); e.g. ${describeLifetime(Math.floor(lifetime / 3))}, or leave it out to renew at 2/3 of the lifetime`,
+          });
+        }
+      });
+    }
     const dir = cfg.acme?.directory;
     if (typeof dir !== "string") return;
     if (!(dir in DIRECTORY_PRESETS) && !/^https:\/\//.test(dir)) {

@@ -4,6 +4,7 @@
  */
 import { describeProblem, inspectPair, type CertificateInfo, type PairProblem } from "../certs/certificate.js";
 import { ariRenewalTime } from "../acme/ari.js";
+import { describeLifetime, KNOWN_PROFILE_LIFETIMES_MS } from "../acme/profiles.js";
 
 export const RenewalReasons = [
   "Forced",
@@ -59,12 +60,7 @@ export type PlanDecision =
  */
 export type NoRenewalReason = "SourceNotRenewing" | "ProfileLifetimeShorter";
 
-/** Let's Encrypt's profiles (https://letsencrypt.org/docs/profiles/): their certificates' lifetime. */
-export const KNOWN_PROFILE_LIFETIMES_MS: Readonly<Record<string, number>> = {
-  classic: 90 * 86_400_000,
-  tlsserver: 45 * 86_400_000,
-  shortlived: 160 * 3_600_000,
-};
+export { KNOWN_PROFILE_LIFETIMES_MS };
 
 /**
  * The renewal time of the certificate in place and where it came from. The CA's ARI window wins when given (it knows
@@ -169,9 +165,4 @@ export function planRenewal(input: PlanInput): PlanDecision {
     renewAtSource,
     currentSound: true,
   };
-}
-
-function describeLifetime(ms: number): string {
-  const hours = ms / 3_600_000;
-  return hours % 24 === 0 ? `${hours / 24} days` : `${hours} hours`;
 }

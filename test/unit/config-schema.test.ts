@@ -43,6 +43,10 @@ describe("fields: the environment interface", () => {
       ["acme.eab.keyId", "AMLCERT_ACME_EAB_KEY_ID", "string", false],
       ["acme.eab.hmacKey", "AMLCERT_ACME_EAB_HMAC_KEY", "string", true],
       ["acme.keyType", "AMLCERT_ACME_KEY_TYPE", "string", false],
+      ["acme.profile", "AMLCERT_ACME_PROFILE", "string", false],
+      ["acme.requestTimeout", "AMLCERT_ACME_REQUEST_TIMEOUT", "duration", false],
+      ["acme.maxRetries", "AMLCERT_ACME_MAX_RETRIES", "number", false],
+      ["acme.maxRetryAfter", "AMLCERT_ACME_MAX_RETRY_AFTER", "duration", false],
       ["acme.accountKey.file", "AMLCERT_ACME_ACCOUNT_KEY_FILE", "string", false],
       ["acme.accountKey.secret", "AMLCERT_ACME_ACCOUNT_KEY_SECRET", "string", false],
       ["azure.cloud", "AMLCERT_AZURE_CLOUD", "string", false],
@@ -468,7 +472,7 @@ describe("the whole schema", () => {
   it("parses the minimal config to these defaults", () => {
     const parsed = configSchema.parse({ targets: [target()] });
     expect({ ...parsed, targets: undefined }).toEqual({
-      acme: { directory: "letsencrypt", accountKey: { secret: "amlcert-acme-account", kubernetes: { inCluster: false } }, keyType: "rsa2048" },
+      acme: { directory: "letsencrypt", accountKey: { secret: "amlcert-acme-account", kubernetes: { inCluster: false } }, keyType: "rsa2048", requestTimeout: 30_000, maxRetries: 3, maxRetryAfter: 120_000 },
       azure: { cloud: "AzurePublicCloud", requestTimeout: 30_000, maxRetries: 4, maxRetryAfter: 60_000 },
       kubernetesApi: { requestTimeout: 30_000, maxRetries: 4, maxRetryAfter: 30_000 },
       dns: { propagationTimeout: 600_000, propagationInterval: 5000, propagationSettle: 0, txtTtl: 60, queryTimeout: 2000, queryTries: 2 },
