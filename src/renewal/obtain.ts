@@ -8,7 +8,7 @@ import type { SecretWrite, StoredSecret } from "../ports.js";
 import { rolloutOf, secretFor, versionedSecretName, versionsSelector } from "./certificate-version.js";
 import type { RenewDeps, RenewSettings } from "./deps.js";
 import { soundNotAfter, type Inspection } from "./inspect.js";
-import { chooseReusable, type ReusableVersion } from "./policies.js";
+import { chooseReusable, operationFailed, type ReusableVersion } from "./policies.js";
 import type { RunRecorder } from "./recorder.js";
 import type { StoredVersion } from "./rollout.js";
 
@@ -33,6 +33,20 @@ async function findReusable(deps: RenewDeps, s: RenewSettings, inspection: Inspe
   return pick;
 }
 
+/**
+ * Nothing to renew, but the extension's last operation failed while naming the certificate in place: a PATCH with the
+ * same settings would change nothing, so a stored certificate never rolled out (one whose rollout failed, then the
+ * point-back failed too) is rolled out instead, a real change. undefined when there is none (the redrive reports it).
+ */
+export async function storedForFailedExtension(deps: RenewDeps, s: RenewSettings, inspection: Inspection): Promise<StoredVersion | undefined> {
+  if (inspection.decision.renew || inspection.pendingRollout || !operationFailed(inspection.extension.provisioningState)) return undefined;
+  const reusable = await findReusable(deps, s, inspection);
+  if (!reusable) return undefined;
+  deps.logger.warn({ stage: "extension", fqdn: s.fqdn, secret: reusable.name, provisioningState: inspection.extension.provisioningState }, "the extension's last operation failed; rolling out the stored certificate that was never rolled out (the same settings again would change nothing)");
+  const version = { base: s.secretName, fqdn: s.fqdn, names: s.names, name: reusable.name, chainPem: reusable.chainPem, keyPem: reusable.keyPem, leaf: reusable.leaf };
+  return { ...version, reused: true, previousFailures: reusable.failures, write: secretFor(version) };
+}
+
 export async function obtainVersion(run: RunRecorder, deps: RenewDeps, s: RenewSettings, inspection: Inspection, signal?: AbortSignal): Promise<StoredVersion> {
   const log = deps.logger.child({ fqdn: s.fqdn });
   const content = { base: s.secretName, fqdn: s.fqdn, names: s.names };
@@ -52,7 +66,7 @@ export async function obtainVersion(run: RunRecorder, deps: RenewDeps, s: RenewS
     return { ...version, reused: true, previousFailures: reusable.failures, write: secretFor(version) };
   }
 
-  const { chainPem, keyPem } = await run.stage("acme-order", () => deps.source.obtain({ names: s.names }, signal), { keepStage: true });
+  const { chainPem, keyPem } = await run.stage("acme-order", () => deps.source.obtain({ names: s.names, ...(inspection.replaces ? { replaces: inspection.replaces } : {}) }, signal), { keepStage: true });
   const leaf = await run.stage("validate", async () => {
     const validation = validateNewPair(chainPem, keyPem, s.names, deps.clock.now(), soundNotAfter(inspection.decision));
     if (!validation.leaf || validation.problems.length > 0) {

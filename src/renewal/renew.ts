@@ -20,7 +20,8 @@ import type { RenewDeps, RenewSettings } from "./deps.js";
 import type { EventSink, RenewalEvent, TargetOutcome } from "./events.js";
 import { AmlcertError } from "../errors.js";
 import { inspectTarget, preflightExtension, waitWhileBusy } from "./inspect.js";
-import { obtainVersion } from "./obtain.js";
+import { obtainVersion, storedForFailedExtension } from "./obtain.js";
+import { operationFailed } from "./policies.js";
 import { pruneVersions } from "./prune.js";
 import { certificateFacts, RunRecorder } from "./recorder.js";
 import { confirmRolledOut, redriveFailedExtension, rollOut } from "./rollout.js";
@@ -107,7 +108,9 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
     const dns = await run.stage("preflight", () => precheckDns(deps, s, inspection.expected));
     run.emit("dns-checked", { ok: dns.ok, problems: dns.problems });
 
-    if (!inspection.decision.renew && !inspection.pendingRollout) {
+    // nothing to renew, the extension failed naming the certificate in place: a stored one is the real change to make
+    const redriveWith = operationFailed(inspection.extension.provisioningState) ? await run.stage("store", () => storedForFailedExtension(deps, s, inspection)) : undefined;
+    if (!inspection.decision.renew && !inspection.pendingRollout && !redriveWith) {
       const redriven = await run.stage("extension", () => redriveFailedExtension(deps, s, inspection, signal));
       if (redriven) run.emit("rolled-out", redriven);
       await verifyInPlace(run, deps, s, inspection, dns.ok, redriven?.changed ?? false, signal);
@@ -116,7 +119,7 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
       return await run.succeeded(false);
     }
 
-    const version = await obtainVersion(run, deps, s, inspection, signal);
+    const version = redriveWith ?? (await obtainVersion(run, deps, s, inspection, signal));
     run.emit("stored", { secret: version.name, reused: version.reused, certificate: certificateFacts(version.leaf, s.renewBeforeMs) });
     await journalStored(deps, s, inspection, { name: version.name, serial: version.leaf.serialNumber });
     const rollout = await run.stage("extension", () => rollOut(deps, s, inspection, version, signal));

@@ -1299,3 +1299,120 @@ describe("renewTarget: a version whose rollout failed, named by the extension (A
     expect(w.kube.secrets.get(name)?.annotations).toMatchObject({ [ANNOTATION.rollout]: "done", [ANNOTATION.rolloutFailures]: "1" });
   });
 });
+
+describe("renewTarget: slots mode (two fixed secrets <secretName>-a/-b)", () => {
+  const SLOT_A = `${BASE}-a`;
+  const SLOT_B = `${BASE}-b`;
+  const slots = (over: Partial<RenewSettings> = {}) => settings({ secretMode: "slots", ...over });
+  const emptySlot = (w: FakeWorld, name: string) => w.kube.seedSecret({ name, data: {}, labels: { [LABEL_MANAGED_BY]: "amlcert", [LABEL_SECRET_BASE]: BASE } });
+
+  it("when both slots are empty, the first certificate goes to -a, replacing it at the resourceVersion read, and both settings name it", async () => {
+    const w = world();
+    const a = emptySlot(w, SLOT_A);
+    emptySlot(w, SLOT_B);
+    caIssues(w, issued);
+    const writes: (string | undefined)[] = [];
+    const write = w.kube.writeSecret.bind(w.kube);
+    w.kube.writeSecret = (x) => (writes.push(x.expectedResourceVersion), write(x));
+
+    const r = await renewTarget(w.deps, slots());
+
+    expect(r).toMatchObject({ action: "renewed", reason: "SecretMissing", secret: SLOT_A, servingOk: true });
+    expect(writes[0]).toBe(a.resourceVersion);
+    expect(w.extension.patches).toEqual([{ sslSecret: SLOT_A, "scoringFe.sslSecret": SLOT_A, sslCname: FQDN }]);
+    expect(w.kube.selectors).toEqual([]);
+    expect(w.kube.deletes).toEqual([]);
+  });
+
+  it("when a slot is missing, it is created (create only: expectedResourceVersion \"\")", async () => {
+    const w = world();
+    caIssues(w, issued);
+    const expected: (string | undefined)[] = [];
+    const write = w.kube.writeSecret.bind(w.kube);
+    w.kube.writeSecret = (x) => (expected.push(x.expectedResourceVersion), write(x));
+    const r = await renewTarget(w.deps, slots());
+    expect(r).toMatchObject({ action: "renewed", secret: SLOT_A });
+    expect(expected[0]).toBe("");
+  });
+
+  it("a renewal writes the slot not served (-b when -a is served), and -a keeps the previous certificate", async () => {
+    const w = world();
+    seedManaged(w, SLOT_A, dueCert);
+    pointExtensionAt(w, SLOT_A);
+    emptySlot(w, SLOT_B);
+    caIssues(w, issued);
+    const r = await renewTarget(w.deps, slots());
+    expect(r).toMatchObject({ action: "renewed", reason: "InRenewalWindow", secret: SLOT_B, servingOk: true });
+    expect(secretContent(w, SLOT_A)?.cert).toBe(dueCert.chainPem);
+    expect(secretContent(w, SLOT_B)?.cert).toBe(issued.chainPem);
+    expect(w.extension.patches).toEqual([{ sslSecret: SLOT_B, "scoringFe.sslSecret": SLOT_B, sslCname: FQDN }]);
+  });
+
+  it("scoringFe.sslSecret is read first; when the settings disagree, a warning names both and the rollout sets both", async () => {
+    const log = recordingLogger();
+    const w = world({ logger: log.logger });
+    seedManaged(w, SLOT_A, dueCert);
+    Object.assign(w.extension.state.configurationSettings, { sslSecret: "aml-old", "scoringFe.sslSecret": SLOT_A, sslCname: FQDN });
+    caIssues(w, issued);
+    const r = await renewTarget(w.deps, slots());
+    expect(r).toMatchObject({ action: "renewed", secret: SLOT_B });
+    expect(log.messages("warn").some((m) => m.includes("sslSecret names aml-old, scoringFe.sslSecret names azureml-tls-a"))).toBe(true);
+    expect(w.extension.settings).toMatchObject({ sslSecret: SLOT_B, "scoringFe.sslSecret": SLOT_B });
+  });
+
+  it("when the extension serves a secret amlcert may not read (403), it refuses at preflight naming the secret and deploy/, writing nothing; --force moves it to the slots", async () => {
+    const w = world();
+    seedUnmanaged(w, "hand-made", freshCert);
+    pointExtensionAt(w, "hand-made");
+    w.kube.failGet = (name) => (name === "hand-made" ? new AmlcertError("KUBE_FORBIDDEN", "plan", 'secrets "hand-made" is forbidden') : undefined);
+    caIssues(w, issued);
+
+    const err = await failedRun(renewTarget(w.deps, slots()));
+    expect(err).toMatchObject({ code: "KUBE_FORBIDDEN", stage: "preflight", exitCode: 3 });
+    expect(err.message).toContain("secret hand-made");
+    expect(err.message).toContain("deploy/");
+    expectZeroWrites(w);
+
+    const forced = await renewTarget(w.deps, slots({ force: true }));
+    expect(forced).toMatchObject({ action: "renewed", reason: "Forced", secret: SLOT_A });
+    expect(secretContent(w, "hand-made")?.cert).toBe(freshCert.chainPem);
+  });
+
+  it("when the extension is busy (Updating), it waits through the Clock and skips (ExtensionBusy) when it stays busy, ordering and writing nothing", async () => {
+    const w = world({ extension: { provisioningState: "Updating" } });
+    caIssues(w, issued);
+    const r = await renewTarget(w.deps, slots({ extensionBusyTimeoutMs: 60_000, extensionBusyIntervalMs: 20_000 }));
+    expect(r).toMatchObject({ action: "skipped", reason: "ExtensionBusy" });
+    expect(w.clock.sleeps).toEqual([20_000, 20_000, 20_000]);
+    expect(w.acme.requests).toEqual([]);
+    expectZeroWrites(w);
+  });
+
+  it("when the busy extension's operation ends while waiting, the run goes on", async () => {
+    const w = world({ extension: { provisioningState: "Updating" } });
+    caIssues(w, issued);
+    let reads = 0;
+    w.extension.observers.push((e) => {
+      if (e === "read" && ++reads === 2) w.extension.state.provisioningState = "Succeeded";
+    });
+    const r = await renewTarget(w.deps, slots({ extensionBusyTimeoutMs: 60_000, extensionBusyIntervalMs: 20_000 }));
+    expect(r).toMatchObject({ action: "renewed", secret: SLOT_A });
+    expect(w.clock.sleeps.slice(0, 1)).toEqual([20_000]);
+  });
+});
+
+describe("renewTarget: fixed mode writes into a secret that may be someone else's", () => {
+  it("keeps every data key and label it did not write (ca.crt, the owner's labels)", async () => {
+    const w = world();
+    w.kube.seedSecret({ name: BASE, data: { "cert.pem": dueCert.chainPem, "key.pem": dueCert.keyPem, "ca.crt": "CA BUNDLE" }, labels: { team: "ml-platform" } });
+    pointExtensionAt(w, BASE);
+    caIssues(w, issued);
+    w.extension.changed = true;
+    const r = await renewTarget(w.deps, settings({ secretMode: "fixed" }));
+    expect(r).toMatchObject({ action: "renewed", secret: BASE });
+    const stored = w.kube.secrets.get(BASE)!;
+    expect(stored.data["ca.crt"]?.toString()).toBe("CA BUNDLE");
+    expect(stored.data["cert.pem"]?.toString()).toBe(issued.chainPem);
+    expect(stored.labels).toEqual({ team: "ml-platform" });
+  });
+});
