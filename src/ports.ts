@@ -93,6 +93,8 @@ export interface CertificateSource {
   obtain(req: { names: string[]; replaces?: string; profile?: string }, signal?: AbortSignal): Promise<ObtainedCertificate>;
   /** ACME Renewal Information for the certificate in place (C3): the CA's window, undefined when it has none. */
   renewalInfo?(chainPem: string, signal?: AbortSignal): Promise<RenewalWindow | undefined>;
+  /** what an order brings (ACME): the configured profile and, when known, its certificates' lifetime */
+  readonly profile?: { name: string; lifetimeMs?: number };
   /** Sources that hold a certificate someone else renews (Key Vault, a Kubernetes TLS secret): which one they hold
    * now, read without side effects, so the renewal decision can compare it with the one in place. ACME has none. */
   offer?(signal?: AbortSignal): Promise<SourceOffer>;

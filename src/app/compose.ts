@@ -236,6 +236,7 @@ export function createApp(input: AppInput): App {
       clock,
       termsOfServiceAgreed: true,
       requests,
+      transport: { requestTimeoutMs: a.requestTimeout, attempts: a.maxRetries + 1, retryAfterMaxMs: a.maxRetryAfter },
     });
     // a CA that demands External Account Binding is answered in the configuration's words (acme.eab)
     const bare = acme;
@@ -248,7 +249,14 @@ export function createApp(input: AppInput): App {
     loading.catch(() => (acme = undefined));
     return (acme = loading);
   };
-  const acmeIssuer = (): AcmeIssuer => ({ issue: async (req, solver) => (await acmeClient()).issue(req, solver) });
+  const acmeIssuer = (): AcmeIssuer => ({
+    issue: async (req, solver) => (await acmeClient()).issue(req, solver),
+    renewalInfo: async (chainPem, signal) => (await acmeClient()).renewalInfo?.(chainPem, signal),
+    profiles: async (signal) => (await acmeClient()).profiles?.(signal),
+  });
+  /** the profile a target orders, and the field that set it (for messages) */
+  const profileOf = (t: TargetConfig): { name: string; field: string } | undefined =>
+    t.profile ? { name: t.profile, field: `targets[${config.targets.indexOf(t)}].profile` } : config.acme.profile ? { name: config.acme.profile, field: "acme.profile" } : undefined;
 
   const solvers: DnsSolver[] = [];
   /** A target's run journal over its history ConfigMap (crash recovery, src/renewal/reconcile.ts); TXT values are removed through `solver`. */
@@ -311,7 +319,7 @@ export function createApp(input: AppInput): App {
       zone: primary,
       lookup,
       nameServersOf,
-      source: sources.forTarget(t, () => createAcmeSource({ acme: acmeIssuer, solver, generateKey: () => generateCertificateKey(config.acme.keyType) })),
+      source: sources.forTarget(t, () => createAcmeSource({ acme: acmeIssuer, solver, generateKey: () => generateCertificateKey(config.acme.keyType), profile: profileOf(t), renewBeforeMs: config.renewal.renewBefore, directory: directoryUrl(config), logger })),
       tlsProbe,
       clock,
       logger,

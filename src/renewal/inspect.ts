@@ -1,6 +1,6 @@
 /** Read-only: the extension, the secret it points at, azureml-fe, and the renewal decision. Used by plan, renew and status. */
 import { AmlcertError, atStage } from "../errors.js";
-import type { ExtensionState, StoredSecret } from "../ports.js";
+import type { ExtensionState, RenewalWindow, StoredSecret } from "../ports.js";
 import { inspectPair } from "../certs/certificate.js";
 import { planRenewal, type PlanDecision } from "./plan.js";
 import { followSource } from "./source-decision.js";
@@ -41,6 +41,10 @@ export interface Inspection {
   /** the version the extension names is valid but its rollout failed: roll it out again instead of ordering */
   pendingRollout: boolean;
   warnings: string[];
+  /** RFC 9773: the CA's renewal window for the certificate in place (it set decision.renewAt) */
+  renewalWindow?: RenewalWindow;
+  /** RFC 9773: the certID a new order replaces (the certificate in place, when the CA has a window for it) */
+  replaces?: string;
 }
 
 const text = (s: StoredSecret | undefined, key: string) => s?.data[key]?.toString("utf8");
@@ -184,7 +188,12 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings, known?: E
   if (!s.expectedAddress && ingress && expected.length === 0) {
     warnings.push(`service ${AZUREML_FE_SERVICE} (type ${ingress.type}) has no load balancer ingress; set expectedAddress for nodePort/clusterIP setups`);
   }
+  // RFC 9773: the CA's window for the certificate in place; undefined (the lifetime rule) when it has none or did not answer
+  const currentChain = text(current, "cert.pem");
+  const renewalWindow = currentChain && deps.source.renewalInfo ? await deps.source.renewalInfo(currentChain).catch(() => undefined) : undefined;
   let decision = planRenewal({
+    ...(renewalWindow ? { renewalWindow } : {}),
+    ...(deps.source.profile ? { profile: deps.source.profile } : {}),
     // a name that points at no secret is a missing secret (SecretMissing), not a secret with missing data
     stored: currentSecretName && current ? { secretName: currentSecretName, certPem: text(current, "cert.pem"), keyPem: text(current, "key.pem") } : undefined,
     names: s.names,
@@ -227,6 +236,7 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings, known?: E
     expected,
     warnings,
     pendingRollout,
+    ...(renewalWindow ? { renewalWindow, replaces: renewalWindow.certId } : {}),
   };
 }
 
