@@ -163,10 +163,11 @@ export function createExtensionClient(opts: ExtensionClientOptions): ExtensionCl
         if (lroError || (err instanceof Error && /long-running operation has (failed|been canceled)|operation was canceled/i.test(err.message))) {
           const code = lroError?.code ?? "Failed";
           const message = lroError?.message ?? (err as Error).message;
-          const health = await healthAfterFailure();
+          // what the extension adds to ARM's error (its statuses), without repeating the error itself
+          const health = (await healthAfterFailure())?.filter((h) => h !== `${code}: ${message}`);
           throw new AmlcertError("EXTENSION_LRO_FAILED", stage, `the update of extension ${extensionName} failed in Azure: ${code}: ${message}${healthText(health)}`, {
             cause: err,
-            details: { extension: resourceId, armCode: code, ...(health ? { health } : {}) },
+            details: { extension: resourceId, armCode: code, ...(health && health.length > 0 ? { health } : {}) },
           });
         }
         throw fail(err, `update extension ${extensionName}`, "Microsoft.KubernetesConfiguration/extensions/write");

@@ -174,14 +174,17 @@ describe("updateSettings", () => {
     expect(updated).toEqual([]);
   });
 
-  test("when an update failed, sending the same settings again runs the operation again", async () => {
+  test("when an update failed, the same settings again change nothing; pointing back at the previous secret, then at the new one, runs two operations", async () => {
     fx.arm.lro.outcome = "Failed";
     await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
     fx.arm.lro.outcome = "Succeeded";
+    expect((await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS))).code).toBe("EXTENSION_LRO_FAILED");
+    const previous = { sslSecret: "azureml-tls-2024", "scoringFe.sslSecret": "azureml-tls-2024", sslCname: "ml.example.test" };
+    expect((await extensionClient().updateSettings(previous)).changed).toBe(true);
     const { changed, state } = await extensionClient().updateSettings(NEW_SETTINGS);
     expect(changed).toBe(true);
     expect(state.provisioningState).toBe("Succeeded");
-    expect(updated.map((e) => e.configurationSettings.sslSecret)).toEqual(["azureml-tls-2025"]);
+    expect(updated.map((e) => e.configurationSettings.sslSecret)).toEqual(["azureml-tls-2024", "azureml-tls-2025"]);
   });
 
   /** An update whose operation never ends, given up once ARM accepted it (the deadline fired by hand, not raced). */
@@ -363,8 +366,9 @@ describe("updateSettings: how ARM ends the operation", () => {
     fx.arm.lro.omitError = true;
     const err = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
     expect(err.code).toBe("EXTENSION_LRO_FAILED");
-    expect(err.message).toBe("the update of extension azureml failed in Azure: Failed: the operation ended Failed");
-    expect(err.details).toEqual({ extension: RESOURCE_ID, armCode: "Failed" });
+    // what the extension itself reports (ARM's errorInfo, read after the failure) is added
+    expect(err.message).toBe("the update of extension azureml failed in Azure: Failed: the operation ended Failed; the extension reports: ExtensionOperationFailed: The extension operation failed.");
+    expect(err.details).toEqual({ extension: RESOURCE_ID, armCode: "Failed", health: ["ExtensionOperationFailed: The extension operation failed."] });
   });
 
   test("when a poll is refused after the PATCH was accepted, the error is the refusal, not a failed operation", async () => {
@@ -373,6 +377,32 @@ describe("updateSettings: how ARM ends the operation", () => {
     expect(err.code).toBe("AZURE_FORBIDDEN");
     expect(err.stage).toBe("extension");
     expect(err.details).toMatchObject({ status: 403, armCode: "AuthorizationFailed" });
+  });
+});
+
+describe("updateSettings: a rollout is only what the extension confirms", () => {
+  test("an unchanged PATCH on an extension whose last operation failed is answered 200 without an operation, and is EXTENSION_LRO_FAILED with the extension's health", async () => {
+    fx.arm.lro.rejectSecrets = ["azureml-tls-2025"];
+    const first = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
+    expect(first.code).toBe("EXTENSION_LRO_FAILED");
+    expect(first.message).toContain("E40007 INVALID_SSL_SETTING: the certificate in secret azureml-tls-2025 was rejected by the extension's health check");
+    // ARM keeps the failed operation's settings; the release running is still the previous one
+    expect(fx.arm.getExtension(AKS)).toMatchObject({ provisioningState: "Failed", configurationSettings: { sslSecret: "azureml-tls-2025" }, deployedSettings: { sslSecret: "azureml-tls-2024" } });
+
+    fx.arm.lro.rejectSecrets = [];
+    const mark = fx.arm.requests.length;
+    const again = await amlcertFailure(extensionClient().updateSettings(NEW_SETTINGS));
+    expect(fx.arm.requests.slice(mark).filter((r) => r.method === "PATCH").map((r) => r.status)).toEqual([200]);
+    expect(again.code).toBe("EXTENSION_LRO_FAILED");
+    expect(again.message).toMatch(/ARM made no change \(200: no update is done\) and the extension's last operation is Failed; the extension reports: E40007 INVALID_SSL_SETTING/);
+    expect(again.details).toMatchObject({ extension: RESOURCE_ID, armCode: "Failed", changed: false });
+  });
+
+  test("an unchanged PATCH on a healthy extension is no change, and no error", async () => {
+    await extensionClient().updateSettings(NEW_SETTINGS);
+    const { changed, state } = await extensionClient().updateSettings(NEW_SETTINGS);
+    expect(changed).toBe(false);
+    expect(state.provisioningState).toBe("Succeeded");
   });
 });
 
