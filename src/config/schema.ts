@@ -50,11 +50,14 @@ const resourceGroup = z.string().trim().regex(/^[-\w._()]{1,90}$/, "must be a re
 /** `host`, `host:port`, `[v6]` or `[v6]:port` */
 const hostPort = z.string().trim().refine((v) => parseServer(v) !== undefined, { message: "must be host, host:port or [ipv6]:port" });
 
-const zoneRef = z.object({
-  subscriptionId: guid,
-  resourceGroup,
-  zone: hostnameSchema,
-});
+const zoneRef = z
+  .object({
+    subscriptionId: guid,
+    resourceGroup,
+    zone: hostnameSchema,
+  })
+  // a misspelt key here (zoen) is named like everywhere else, not dropped
+  .strict();
 
 const kubernetesSource = z
   .object({

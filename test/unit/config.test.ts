@@ -420,3 +420,11 @@ describe("eabHint", () => {
     expect(eabHint(plain, false)).toBe(plain);
   });
 });
+
+describe("loadConfig: zone references", () => {
+  it("when a dnsZone or challengeZones entry has a misspelt key, it is named (not silently dropped)", () => {
+    const zone = { subscriptionId: SUB, resourceGroup: "dns-rg", zone: "contoso.test" };
+    const problems = problemsOf(() => load(yamlOf({ acme: { accountKey: { file: "/k" } }, targets: [target({ dnsZone: { ...zone, zoen: "x" }, challengeZones: [{ ...zone, resourcegroup: "y" }] })] })));
+    expect(problems).toEqual(["targets[0].dnsZone: unknown setting(s) zoen", "targets[0].challengeZones[0]: unknown setting(s) resourcegroup"]);
+  });
+});
