@@ -1,7 +1,8 @@
 /**
  * The ExtensionClient port (src/ports.ts) as ARM runs Microsoft.KubernetesConfiguration/extensions: configurationSettings
- * are merged by a PATCH; a PATCH that changes nothing on an extension whose last operation succeeded is answered at
- * once without an operation (changed false); any other PATCH starts a long-running operation, and ARM stores the new
+ * are merged by a PATCH; a PATCH that changes nothing is answered at once without an operation ("200: no update is
+ * done"): changed false when the extension is healthy, EXTENSION_LRO_FAILED when its last operation failed (the
+ * settings are stored but not in effect). Any other PATCH starts a long-running operation, and ARM stores the new
  * settings right away: when the operation fails, they stay, and the extension shows provisioningState "Failed".
  * (ARM's documented PATCH semantics; our stand-in, test/servers/arm-extensions.ts, does the same.)
  */
@@ -79,13 +80,18 @@ export function describeContract(name: string, makeSubject: (seed: ExtensionSeed
       expect(s.held().protectedSettings).toEqual(SEED.protectedSettings);
     });
 
-    it("after a failed operation, sending the same settings again runs the operation again: changed, and Succeeded", async () => {
+    it("after a failed operation, sending the same settings again changes nothing and is no success (EXTENSION_LRO_FAILED); other settings run an operation again", async () => {
       s.failOperations(E40007);
       await s.client.updateSettings(NEW).catch(() => undefined);
       s.failOperations(undefined);
-      const { changed, state } = await s.client.updateSettings(NEW);
+      const again = await s.client.updateSettings(NEW).then(() => undefined, (e: unknown) => e);
+      expect(again).toMatchObject({ code: "EXTENSION_LRO_FAILED", stage: "extension" });
+      expect((again as Error).message).toContain("no update is done");
+      expect(s.held().provisioningState).toBe("Failed");
+      const back = { sslSecret: "azureml-tls-2024", "scoringFe.sslSecret": "azureml-tls-2024", sslCname: "ml.example.test" };
+      const { changed, state } = await s.client.updateSettings(back);
       expect(changed).toBe(true);
-      expect(state).toMatchObject({ provisioningState: "Succeeded", configurationSettings: { ...SEED.configurationSettings, ...NEW } });
+      expect(state).toMatchObject({ provisioningState: "Succeeded", configurationSettings: SEED.configurationSettings });
     });
 
     it("when the signal is already aborted, the update rejects with its reason and the extension is untouched", async () => {
@@ -97,12 +103,13 @@ export function describeContract(name: string, makeSubject: (seed: ExtensionSeed
   });
 
   describe(`ExtensionClient contract: ${name}, an extension whose last operation failed`, () => {
-    it("an update with the settings it already has runs an operation: changed, and Succeeded", async () => {
+    it("an update with the settings it already has changes nothing and rejects with EXTENSION_LRO_FAILED; the extension stays Failed", async () => {
       const s = await makeSubject({ ...SEED, provisioningState: "Failed" });
       expect((await s.client.get()).provisioningState).toBe("Failed");
-      const { changed, state } = await s.client.updateSettings({ sslSecret: "azureml-tls-2024" });
-      expect(changed).toBe(true);
-      expect(state).toMatchObject({ provisioningState: "Succeeded", configurationSettings: SEED.configurationSettings });
+      const err = await s.client.updateSettings({ sslSecret: "azureml-tls-2024" }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(AmlcertError);
+      expect(err).toMatchObject({ code: "EXTENSION_LRO_FAILED", stage: "extension" });
+      expect(s.held()).toMatchObject({ provisioningState: "Failed", configurationSettings: SEED.configurationSettings });
     });
   });
 }
