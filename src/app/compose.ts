@@ -326,6 +326,7 @@ export function createApp(input: AppInput): App {
       events: [runLogSink(logger), kubeEventsSink(kube, t.secretName), ...(input.metrics ? [input.metrics.sink] : []), historySink(t)],
       journal,
     };
+    input.metrics?.observeSource?.(t.fqdn, deps.source.kind);
     const settings: RenewSettings = {
       fqdn: t.fqdn,
       names: [t.fqdn, ...t.sans.filter((s) => s !== t.fqdn)],

@@ -24,6 +24,9 @@ export interface Metrics {
   observeHistory(h: TargetHistory): void;
   /** counts amlcert_requests_total{system,status}; give it to the adapters as their `requests` option */
   readonly requests: RequestObserver;
+  /** the target's certificate source (acme, keyVault, kubernetesTls): a source that renews itself gets
+   * amlcert_source_not_renewing{target,source} from each plan */
+  observeSource?(target: string, source: string): void;
   /** the whole registry in the Prometheus text format */
   text(): Promise<string>;
   /** the series of `target` plus every series without a target label (process-wide), for a per-target push */
@@ -74,6 +77,13 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
   const nextAttempt = perTarget("amlcert_next_attempt_timestamp_seconds", "When the scheduler will next run the target (retry table included), as a Unix timestamp.");
   const dnsOk = perTarget("amlcert_dns_ok", "1 when the target's FQDN resolved to azureml-fe at the last check, else 0.");
   const servingOk = perTarget("amlcert_serving_ok", "1 when azureml-fe served the stored certificate for the target at the last check, else 0.");
+  const sourceNotRenewing = new Gauge({
+    name: "amlcert_source_not_renewing",
+    help: "1 when the certificate in place is due but its source (keyVault, kubernetesTls) holds no newer one (the last plan was SourceNotRenewing), else 0. No series for ACME targets.",
+    labelNames: [TARGET, "source"] as const,
+    registers,
+  });
+  const sources = new Map<string, string>();
 
   const runs = new Counter({
     name: "amlcert_runs_total",
@@ -143,6 +153,9 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
       case "planned":
         // the certificate in place when the run started; a stored one counts only once rolled out (run-finished)
         if (event.current !== undefined) certificate(event.fqdn, event.current);
+        if (sources.has(event.fqdn) && sources.get(event.fqdn) !== "acme") {
+          sourceNotRenewing.set({ target: event.fqdn, source: sources.get(event.fqdn)! }, event.reason === "SourceNotRenewing" ? 1 : 0);
+        }
         return;
       case "dns-checked":
         dnsOk.set({ target: event.fqdn }, event.ok ? 1 : 0);
@@ -197,6 +210,7 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
     sink,
     observeHistory,
     requests,
+    observeSource: (target, source) => void sources.set(target, source),
     text: () => registry.metrics(),
     textFor,
   };

@@ -39,6 +39,7 @@ const METRIC_CONTRACT = [
   "amlcert_requests_total",
   "amlcert_stage_duration_seconds",
   "amlcert_build_info",
+  "amlcert_source_not_renewing",
 ] as const;
 const HISTOGRAMS = ["amlcert_stage_duration_seconds"];
 /** prom-client's default process metrics keep their standard names */
@@ -101,7 +102,7 @@ describe("deploy/prometheus: promtool", () => {
     const r = await run(PROMTOOL_BINARY, ["check", "rules", RULES_FILE]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toContain(`SUCCESS: ${alerts.length} rules found`);
-    expect(alerts.length).toBe(9);
+    expect(alerts.length).toBe(10);
   });
 
   it("promtool test rules passes: each alert fires in its failure scenarios and stays silent when healthy", async () => {

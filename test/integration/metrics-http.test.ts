@@ -122,6 +122,7 @@ describe("the metrics and health HTTP server", () => {
         "amlcert_requests_total",
         "amlcert_runs_total",
         "amlcert_serving_ok",
+        "amlcert_source_not_renewing",
         "amlcert_stage_duration_seconds",
       ].sort(),
     );

@@ -4,6 +4,8 @@ import { planRenewal, type PlanDecision } from "../../src/renewal/plan.js";
 import { decideFromSource, followSource } from "../../src/renewal/source-decision.js";
 import type { SourceOffer } from "../../src/ports.js";
 import { days, makeLeaf, makeTestCa, type TestIssuer, type TestLeaf } from "../support/certs.js";
+import { createMetrics } from "../../src/observability/metrics.js";
+import { parseExposition, seriesOf } from "../support/exposition.js";
 
 const issued = new Date("2026-11-01T00:00:00Z");
 const names = ["ml.contoso.test"];
@@ -106,5 +108,25 @@ describe("followSource", () => {
     expect(warnings).toHaveLength(2);
     expect(warnings[0]).toBe("earlier");
     expect(warnings[1]!.startsWith("the source is not renewing: kubernetesTls still holds")).toBe(true);
+  });
+});
+
+describe("amlcert_source_not_renewing", () => {
+  const at = new Date("2031-01-10T06:00:00.000Z");
+  const planned = (fqdn: string, reason: string) => ({ type: "planned" as const, fqdn, at, renew: false, reason, message: "" });
+
+  it("is 1 for a Key Vault target whose plan was SourceNotRenewing, 0 once a plan is not, and has no series for an ACME target", async () => {
+    const metrics = createMetrics({ version: "test", defaultMetrics: false });
+    metrics.observeSource!("kv.contoso.test", "keyVault");
+    metrics.observeSource!("acme.contoso.test", "acme");
+    await metrics.sink(planned("kv.contoso.test", "SourceNotRenewing"));
+    await metrics.sink(planned("acme.contoso.test", "InRenewalWindow"));
+    expect(seriesOf(parseExposition(await metrics.text()), "amlcert_source_not_renewing")).toEqual(
+      new Map([['amlcert_source_not_renewing{target="kv.contoso.test",source="keyVault"}', 1]]),
+    );
+    await metrics.sink(planned("kv.contoso.test", "SourceUpdated"));
+    expect(seriesOf(parseExposition(await metrics.text()), "amlcert_source_not_renewing")).toEqual(
+      new Map([['amlcert_source_not_renewing{target="kv.contoso.test",source="keyVault"}', 0]]),
+    );
   });
 });
