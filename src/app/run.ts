@@ -49,6 +49,8 @@ export interface PlanLine {
   serial?: string;
   notAfter?: string;
   renewAt?: string;
+  /** where renewAt came from: ari (the CA's window), renewBefore, or lifetime (2/3) */
+  renewAtSource?: string;
   dnsOk?: boolean;
   warnings: string[];
   error?: { code: string; stage: string; message: string };
@@ -72,6 +74,7 @@ export async function runPlan(app: App, targets: TargetConfig[], logger: Logger)
         serial: i.decision.current?.serialNumber,
         notAfter: i.decision.current?.notAfter.toISOString(),
         renewAt: i.decision.renewAt?.toISOString(),
+        ...(i.decision.renewAtSource ? { renewAtSource: i.decision.renewAtSource } : {}),
         dnsOk: dns.ok,
         warnings: [...i.warnings, ...dns.problems.map((p) => `DNS: ${p}`)],
         exitCode: ExitCode.Ok,

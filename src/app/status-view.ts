@@ -27,6 +27,8 @@ export interface StatusFacts {
   serial?: string;
   notAfter?: Date;
   renewAt?: Date;
+  /** where renewAt came from: ari (the CA's window), renewBefore, or lifetime (2/3) */
+  renewAtSource?: string;
   /** the plan's reason (e.g. UpToDate, InRenewalWindow, SecretMissing) or the error code */
   reason: string;
   /** undefined when not checked now (the history's last result is used then) */
@@ -48,6 +50,8 @@ export interface StatusLine {
   /** whole days until notAfter, rounded down (negative once expired) */
   daysLeft?: number;
   renewAt?: string;
+  /** where renewAt came from: ari (the CA's window), renewBefore, or lifetime (2/3) */
+  renewAtSource?: string;
   reason: string;
   problems: string[];
   /** the last attempt's action (renewed, none, skipped), or "failed" when it ended with an error */
@@ -100,6 +104,7 @@ export function statusLine(facts: StatusFacts, history: TargetHistory | undefine
     notAfter,
     daysLeft: notAfter === undefined ? undefined : Math.floor((Date.parse(notAfter) - now.getTime()) / DAY_MS),
     renewAt,
+    ...(facts.renewAtSource && facts.renewAt ? { renewAtSource: facts.renewAtSource } : {}),
     reason: facts.reason,
     problems: [...facts.problems],
     lastResult: failedLast ? "failed" : history?.lastAction,

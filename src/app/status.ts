@@ -36,6 +36,7 @@ async function factsOf(app: App, t: TargetConfig): Promise<StatusFacts> {
       serial: current?.serialNumber,
       notAfter: current?.notAfter,
       renewAt: i.decision.renewAt,
+      ...(i.decision.renewAtSource ? { renewAtSource: i.decision.renewAtSource } : {}),
       reason: i.decision.reason,
       dnsOk: dns.ok,
       servingOk,

@@ -71,6 +71,12 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
   const notBefore = perTarget("amlcert_certificate_not_before_timestamp_seconds", "Start of validity (notBefore) of the certificate in place, as a Unix timestamp.");
   const notAfter = perTarget("amlcert_certificate_not_after_timestamp_seconds", "Expiry (notAfter) of the certificate in place, as a Unix timestamp.");
   const renewal = perTarget("amlcert_certificate_renewal_timestamp_seconds", "When the certificate in place is due for renewal (its renewAt), as a Unix timestamp.");
+  const renewalSource = new Gauge({
+    name: "amlcert_certificate_renewal_source",
+    help: "1 for where the renewal time of the certificate in place came from (source: ari, the CA's RFC 9773 window; renewBefore; lifetime, 2/3 of it), one series per target.",
+    labelNames: [TARGET, "source"] as const,
+    registers,
+  });
   const lastRun = perTarget("amlcert_last_run_timestamp_seconds", "When a run for the target last started, from the durable history.");
   const lastSuccess = perTarget("amlcert_last_success_timestamp_seconds", "When a run for the target last succeeded, from the durable history.");
   const consecutiveFailures = perTarget("amlcert_consecutive_failures", "Failed runs for the target since its last success, from the durable history (0 after a success).");
@@ -130,10 +136,15 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
     else gauge.set({ target }, value);
   }
 
-  function certificate(target: string, c: Partial<Pick<CertificateFacts, "notBefore" | "notAfter" | "renewAt">>): void {
+  function certificate(target: string, c: Partial<Pick<CertificateFacts, "notBefore" | "notAfter" | "renewAt" | "renewAtSource">>): void {
     put(notBefore, target, seconds(c.notBefore));
     put(notAfter, target, seconds(c.notAfter));
     put(renewal, target, seconds(c.renewAt));
+    // the history knows the time but not its source: a value from it leaves the last source seen
+    if (c.renewAtSource !== undefined) {
+      for (const source of ["ari", "lifetime", "renewBefore"]) if (source !== c.renewAtSource) renewalSource.remove({ target, source });
+      renewalSource.set({ target, source: c.renewAtSource }, 1);
+    }
   }
 
   function finished(outcome: TargetOutcome): void {

@@ -30,6 +30,8 @@ export interface TargetOutcome {
   notAfter?: string;
   /** when the certificate in place is due for renewal */
   renewAt?: string;
+  /** where renewAt came from: the CA's ARI window, renewBefore, or 2/3 of the lifetime */
+  renewAtSource?: string;
   secret?: string;
   /** the version this run stored or reused, when it got that far (rolled out or not) */
   storedSecret?: string;
@@ -45,6 +47,8 @@ export interface CertificateFacts {
   notBefore: string;
   notAfter: string;
   renewAt?: string;
+  /** "ari" | "lifetime" | "renewBefore" (plan.ts RenewAtSource) */
+  renewAtSource?: string;
 }
 
 export type RenewalEvent =

@@ -8,17 +8,19 @@ import type { CertificateInfo } from "../certs/certificate.js";
 import type { Clock } from "../ports.js";
 import type { Logger } from "../observability/logger.js";
 import { createEventBus, type CertificateFacts, type EventSink, type OutcomeError, type RenewalEvent, type RunAction, type TargetOutcome } from "./events.js";
-import { renewalTime, type PlanDecision } from "./plan.js";
+import { renewalTimeOf, type PlanDecision } from "./plan.js";
 
 /** Omit the envelope (type-specific fields only) from each member of the union. */
 type Body<T extends RenewalEvent["type"]> = Omit<Extract<RenewalEvent, { type: T }>, "type" | "fqdn" | "at">;
 
 export function certificateFacts(leaf: CertificateInfo, renewBeforeMs?: number): CertificateFacts {
+  const due = renewalTimeOf(leaf, renewBeforeMs);
   return {
     serial: leaf.serialNumber,
     notBefore: leaf.notBefore.toISOString(),
     notAfter: leaf.notAfter.toISOString(),
-    renewAt: renewalTime(leaf.notBefore, leaf.notAfter, renewBeforeMs).toISOString(),
+    renewAt: due.at.toISOString(),
+    renewAtSource: due.source,
   };
 }
 
@@ -45,7 +47,7 @@ export function foldOutcome(fqdn: string, events: RenewalEvent[], action: RunAct
     fqdn,
     action,
     reason: action === "skipped" ? skippedBecause : (planned?.reason ?? error?.code ?? ""),
-    ...(cert ? { serial: cert.serial, notBefore: cert.notBefore, notAfter: cert.notAfter, renewAt: cert.renewAt } : {}),
+    ...(cert ? { serial: cert.serial, notBefore: cert.notBefore, notAfter: cert.notAfter, renewAt: cert.renewAt, ...(cert.renewAtSource ? { renewAtSource: cert.renewAtSource } : {}) } : {}),
     ...(secret ? { secret } : {}),
     ...(stored ? { storedSecret: stored.secret } : {}),
     extensionUpdated: events.some((e) => e.type === "rolled-out" && e.changed),
@@ -102,6 +104,7 @@ export class RunRecorder {
   planned(decision: PlanDecision, secret: string | undefined, renewBeforeMs?: number): void {
     const current = decision.current ? certificateFacts(decision.current, renewBeforeMs) : undefined;
     if (current && decision.renewAt) current.renewAt = decision.renewAt.toISOString();
+    if (current && decision.renewAtSource) current.renewAtSource = decision.renewAtSource;
     this.emit("planned", { renew: decision.renew, reason: decision.reason, message: decision.message, ...(secret ? { secret } : {}), ...(current ? { current } : {}) });
   }
 

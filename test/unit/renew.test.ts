@@ -1085,6 +1085,7 @@ describe("renewTarget: the outcome and the events of each path", () => {
       notBefore: info.notBefore.toISOString(),
       notAfter: info.notAfter.toISOString(),
       renewAt: new Date(info.notBefore.getTime() + Math.floor(((info.notAfter.getTime() - info.notBefore.getTime()) * 2) / 3)).toISOString(),
+      renewAtSource: "lifetime",
       secret: "azureml-tls-current",
       extensionUpdated: false,
       dnsOk: true,
