@@ -55,7 +55,7 @@ describe("ACME front before Pebble 2.4", () => {
       identifiers: [{ type: "dns", value: "front.test" }],
       ...(profile ? { profile } : {}),
       ...(replaces ? { replaces } : {}),
-    } as acme.ClientOrderParameters);
+    } as Parameters<acme.Client["createOrder"]>[0]);
     const [authz] = await client.getAuthorizations(order);
     const challenge = authz!.challenges.find((c) => c.type === "dns-01")!;
     const handle = await solver.present("_acme-challenge.front.test", await client.getChallengeKeyAuthorization(challenge));
