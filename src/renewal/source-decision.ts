@@ -55,7 +55,11 @@ export function decideFromSource({ plan, offer, origin }: SourceDecisionInput): 
   const warnings = same
     ? []
     : [`${origin} holds a different certificate (version ${offer.version}, serial ${offer.serialNumber}) that does not expire later than the one in place (${iso(current.notAfter)}); keeping the one in place`];
-  if (!plan.renew) return { decision: plan, notRenewing: false, warnings };
+  if (!plan.renew) {
+    // plan and status say where the certificate comes from, also when nothing is to be done
+    const held = same ? `${origin} holds this certificate (version ${offer.version})` : `${origin} holds nothing newer`;
+    return { decision: { ...plan, message: `${plan.message}; ${held}` }, notRenewing: false, warnings };
+  }
   // due (InRenewalWindow) or Expired, and the source has nothing better
   const renewAt = plan.renewAt ?? current.notAfter;
   const message =

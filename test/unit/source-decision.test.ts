@@ -43,10 +43,10 @@ describe("decideFromSource", () => {
     expect(warnings).toEqual([]);
   });
 
-  it("when the source holds the certificate in place and it is not due, nothing is renewed and nothing is said", () => {
+  it("when the source holds the certificate in place and it is not due, nothing is renewed, no warning, and the message names the source and version", () => {
     const p = plan(at(10));
     const judged = decideFromSource({ plan: p, offer: offerOf(inPlace, "v1"), origin: ORIGIN });
-    expect(judged).toEqual({ decision: p, notRenewing: false, warnings: [] });
+    expect(judged).toEqual({ decision: { ...p, message: `${p.message}; ${ORIGIN} holds this certificate (version v1)` }, notRenewing: false, warnings: [] });
     expect(judged.decision.reason).toBe("UpToDate");
   });
 
@@ -70,6 +70,7 @@ describe("decideFromSource", () => {
   it("when the source holds a different certificate that expires earlier, the one in place is kept with a warning", () => {
     const { decision, notRenewing, warnings } = decideFromSource({ plan: plan(at(10)), offer: offerOf(shorter, "v0"), origin: ORIGIN });
     expect(decision.reason).toBe("UpToDate");
+    expect(decision.message.endsWith(`; ${ORIGIN} holds nothing newer`)).toBe(true);
     expect(notRenewing).toBe(false);
     expect(warnings).toEqual([
       `${ORIGIN} holds a different certificate (version v0, serial ${shorter.serialNumber}) that does not expire later than the one in place (${at(90).toISOString()}); keeping the one in place`,
