@@ -31,6 +31,8 @@ export interface StatusFacts {
   renewAtSource?: string;
   /** the plan's reason (e.g. UpToDate, InRenewalWindow, SecretMissing) or the error code */
   reason: string;
+  /** where the target's certificate comes from: acme, or the Key Vault certificate / TLS secret (the source's origin) */
+  source?: string;
   /** undefined when not checked now (the history's last result is used then) */
   dnsOk?: boolean;
   servingOk?: boolean;
@@ -53,6 +55,8 @@ export interface StatusLine {
   /** where renewAt came from: ari (the CA's window), renewBefore, or lifetime (2/3) */
   renewAtSource?: string;
   reason: string;
+  /** where the target's certificate comes from (see StatusFacts.source) */
+  source?: string;
   problems: string[];
   /** the last attempt's action (renewed, none, skipped), or "failed" when it ended with an error */
   lastResult?: string;
@@ -106,6 +110,7 @@ export function statusLine(facts: StatusFacts, history: TargetHistory | undefine
     renewAt,
     ...(facts.renewAtSource && facts.renewAt ? { renewAtSource: facts.renewAtSource } : {}),
     reason: facts.reason,
+    ...(facts.source ? { source: facts.source } : {}),
     problems: [...facts.problems],
     lastResult: failedLast ? "failed" : history?.lastAction,
     lastStage: failedLast ? history?.lastError?.stage : undefined,

@@ -34,7 +34,8 @@ const iso = (d: Date) => d.toISOString();
 export function decideFromSource({ plan, offer, origin }: SourceDecisionInput): SourceDecision {
   const current = plan.current;
   if ((plan.renew && plan.reason === "Forced") || !plan.currentSound || !current) {
-    return { decision: plan, notRenewing: false, warnings: [] };
+    // the plan's reason stands; its message says where the certificate will come from
+    return { decision: { ...plan, message: `${plan.message}; taking the certificate ${origin} holds (version ${offer.version}, serial ${offer.serialNumber})` }, notRenewing: false, warnings: [] };
   }
   const same = offer.fingerprint256 === current.fingerprint256;
   const newer = !same && offer.notAfter.getTime() > current.notAfter.getTime();

@@ -103,3 +103,15 @@ describe("createSourceFactory", () => {
     expect([tls.kind, tls.origin]).toEqual(["kubernetesTls", "kubernetesTls web-certs/ml-tls"]);
   });
 });
+
+describe("amlcert status names the source", () => {
+  it("when the facts name a source, the status line carries it; without one, there is no source field", async () => {
+    const { statusLine } = await import("../../src/app/status-view.js");
+    const now = new Date("2031-01-10T06:00:00.000Z");
+    const facts = { fqdn: "ml.contoso.test", reason: "UpToDate", problems: [], notAfter: new Date("2031-03-01T00:00:00.000Z"), renewAt: new Date("2031-02-01T00:00:00.000Z") };
+    expect(statusLine({ ...facts, source: "keyVault https://kv-web.vault.azure.net/certificates/ml-contoso" }, undefined, now).source).toBe(
+      "keyVault https://kv-web.vault.azure.net/certificates/ml-contoso",
+    );
+    expect("source" in statusLine(facts, undefined, now)).toBe(false);
+  });
+});

@@ -87,7 +87,11 @@ describe("decideFromSource", () => {
   it("when nothing sound is in place (a key that does not match), the plan's reason stands and the source's certificate is taken", () => {
     const p = plan(at(10), { keyPem: newer.keyPem });
     expect(p.reason).toBe("KeyMismatch");
-    expect(decideFromSource({ plan: p, offer: offerOf(inPlace, "v1"), origin: ORIGIN })).toEqual({ decision: p, notRenewing: false, warnings: [] });
+    expect(decideFromSource({ plan: p, offer: offerOf(inPlace, "v1"), origin: ORIGIN })).toEqual({
+      decision: { ...p, message: `${p.message}; taking the certificate ${ORIGIN} holds (version v1, serial ${inPlace.serialNumber})` },
+      notRenewing: false,
+      warnings: [],
+    });
   });
 
   it("when no secret is in place, the plan's SecretMissing stands", () => {
