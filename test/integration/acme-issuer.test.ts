@@ -18,6 +18,9 @@ import {
   type Pebble,
 } from "../servers/pebble.js";
 import { createTestPki, type TestPki } from "../servers/pki.js";
+import { frontCertIdOf, startAcmeFront, type AcmeFront } from "../servers/acme-front.js";
+import { certIdOf } from "../../src/acme/ari.js";
+import type { Clock } from "../../src/ports.js";
 
 /** pino writing JSON lines into a string, to search what the issuer logged */
 function captureLogger(): { logger: Logger; text: () => string; lines: () => Record<string, unknown>[] } {
@@ -387,5 +390,276 @@ describe("ACME issuer against Pebble 2.4.0 (-strict, 15% nonce rejection) with p
       expect(err).toBeInstanceOf(AmlcertError);
       expect(err).toMatchObject({ code: "ACME_ERROR", stage: "acme-account" });
     });
+  });
+});
+
+/**
+ * A clock for the transport's waits: now() is real; a Retry-After or backoff wait is recorded and returns at once; the
+ * per-request timeout (exactly `timeoutMs`) never fires on its own (only the request's end cancels it).
+ */
+function waitRecordingClock(timeoutMs: number): Clock & { waits: number[] } {
+  const waits: number[] = [];
+  return {
+    waits,
+    now: () => new Date(),
+    sleep(ms, signal) {
+      if (ms !== timeoutMs) {
+        waits.push(ms);
+        return signal?.aborted ? Promise.reject(signal.reason) : Promise.resolve();
+      }
+      return new Promise((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason), { once: true }));
+    },
+  };
+}
+
+describe("ACME issuer through the ACME front (ARI, profiles, faults) before Pebble 2.4.0", () => {
+  let work: string;
+  let pki: TestPki;
+  let dns: ChallTestSrv;
+  let pebble: Pebble;
+  let front: AcmeFront;
+  const cleanups: (() => Promise<void>)[] = [];
+  const TIMEOUT = 3_600_000;
+
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), "amlcert-acme-front-"));
+    pki = createTestPki(join(work, "pki"));
+    dns = await startChallTestSrv();
+    cleanups.push(() => dns.close());
+    // no random nonce rejection and no authorization reuse: request counts are exact
+    pebble = await startPebble({ pki, dnsServer: dns.dnsServer, env: { PEBBLE_WFE_NONCEREJECT: "0", PEBBLE_AUTHZREUSE: "0" } });
+    cleanups.push(() => pebble.close());
+    front = await startAcmeFront({ upstreamDirectoryUrl: pebble.directoryUrl, pki });
+    cleanups.push(() => front.close());
+  });
+  afterAll(async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  let n = 0;
+  const issuer = (extra: Partial<AcmeIssuerOptions> = {}, log = captureLogger()) =>
+    createAcmeIssuer({
+      directoryUrl: front.directoryUrl,
+      accountKeys: fileAccountKeyStore(join(work, `account-${++n}.key`)),
+      logger: log.logger,
+      clock: systemClock,
+      termsOfServiceAgreed: true,
+      caPem: pki.caPem,
+      poll: { attempts: 20, minDelayMs: 50, maxDelayMs: 500 },
+      ...extra,
+    });
+  const order = async (i: ReturnType<typeof issuer>, name: string, extra: { replaces?: string; profile?: string } = {}) =>
+    i.issue({ names: [name], keyPem: await generateCertificateKey("ecdsa-p256"), ...extra }, challTestSrvSolver(dns));
+  const mark = () => front.log().length;
+  const since = (m: number) => front.log().slice(m);
+
+  it("when one issuer orders twice, the directory is fetched once, the account is registered once (not looked up again), and the requests share keep-alive connections", async () => {
+    front.reset();
+    const i = issuer();
+    const connectionsBefore = front.connections();
+    await order(i, "twice-a.front.test");
+    await order(i, "twice-b.front.test");
+    const kinds = front.log().map((e) => e.kind);
+    expect(kinds.filter((k) => k === "directory")).toHaveLength(1);
+    expect(kinds.filter((k) => k === "newAccount")).toHaveLength(1);
+    expect(kinds.filter((k) => k === "newOrder")).toHaveLength(2);
+    // one name per order, so every request waits for the one before: one connection carries them all
+    expect(front.connections() - connectionsBefore).toBe(1);
+    expect(kinds.length).toBeGreaterThan(15);
+  });
+
+  it("when the CA has renewalInfo, the window of an issued certificate is read once per Retry-After, under the certID the front computes too", async () => {
+    const i = issuer();
+    const { chainPem } = await order(i, "ari.front.test");
+    const certId = certIdOf(chainPem)!;
+    expect(certId).toBe(frontCertIdOf(chainPem));
+    const leaf = new X509Certificate(chainPem);
+    const nb = Date.parse(leaf.validFrom);
+    const life = Date.parse(leaf.validTo) - nb;
+    const m = mark();
+    const w = await i.renewalInfo!(chainPem);
+    expect(w).toMatchObject({ certId, start: new Date(nb + Math.floor((life * 2) / 3)), end: new Date(nb + Math.floor((life * 3) / 4)) });
+    expect(await i.renewalInfo!(chainPem)).toEqual(w);
+    expect(since(m).map((e) => [e.method, e.path, e.status])).toEqual([["GET", `/renewal-info/${certId}`, 200]]);
+  });
+
+  it("when the CA answers renewalInfo with 404 or not at all, there is no window (the lifetime rule), and nothing fails", async () => {
+    const i = issuer({ transport: { attempts: 1 } });
+    const { chainPem } = await order(i, "noari.front.test");
+    const certId = certIdOf(chainPem)!;
+    const unhook = front.hook((r) => (r.kind === "renewalInfo" ? { status: 500, body: { type: "urn:ietf:params:acme:error:serverInternal", detail: "ARI is down" } } : undefined));
+    expect(await i.renewalInfo!(chainPem)).toBeUndefined();
+    unhook();
+    expect(await issuer().renewalInfo!(chainPem)).toMatchObject({ certId });
+  });
+
+  it("when an order replaces a certificate and names a profile, both reach the CA in the newOrder payload", async () => {
+    const i = issuer();
+    const { chainPem } = await order(i, "replace.front.test");
+    const certId = certIdOf(chainPem)!;
+    const m = mark();
+    await order(i, "replace.front.test", { replaces: certId, profile: "tlsserver" });
+    expect(since(m).filter((e) => e.kind === "newOrder").map((e) => [e.profile, e.replaces, e.status])).toEqual([["tlsserver", certId, 201]]);
+  });
+
+  it("when the CA says the certificate was already replaced, the order is placed again without replaces", async () => {
+    const i = issuer();
+    const log = captureLogger();
+    const j = issuer({}, log);
+    const { chainPem } = await order(i, "again.front.test");
+    const certId = certIdOf(chainPem)!;
+    const unhook = front.hook((r) =>
+      r.kind === "newOrder" && (r.payload as { replaces?: string } | undefined)?.replaces !== undefined
+        ? { status: 409, body: { type: "urn:ietf:params:acme:error:alreadyReplaced", detail: "already replaced", status: 409 } }
+        : undefined,
+    );
+    const m = mark();
+    try {
+      await order(j, "again.front.test", { replaces: certId });
+    } finally {
+      unhook();
+    }
+    expect(since(m).filter((e) => e.kind === "newOrder").map((e) => [e.replaces, e.status])).toEqual([
+      [certId, 409],
+      [undefined, 201],
+    ]);
+    expect(log.lines().some((l) => l["msg"] === "the CA says the certificate in place was already replaced; ordering without replaces")).toBe(true);
+  });
+
+  it("when the directory has no renewalInfo, no window is asked for and replaces is not sent", async () => {
+    front.setAri(false);
+    try {
+      const i = issuer();
+      const { chainPem } = await order(i, "plain.front.test");
+      const m = mark();
+      expect(await i.renewalInfo!(chainPem)).toBeUndefined();
+      await order(i, "plain.front.test", { replaces: certIdOf(chainPem)! });
+      const after = since(m);
+      expect(after.filter((e) => e.kind === "renewalInfo")).toEqual([]);
+      expect(after.filter((e) => e.kind === "newOrder").map((e) => e.replaces)).toEqual([undefined]);
+    } finally {
+      front.setAri(true);
+    }
+  });
+
+  it("when the directory offers profiles, profiles() lists them; without meta.profiles it is undefined", async () => {
+    expect(Object.keys((await issuer().profiles!())!)).toEqual(["classic", "tlsserver", "shortlived"]);
+    front.setProfiles(null);
+    try {
+      expect(await issuer().profiles!()).toBeUndefined();
+    } finally {
+      front.reset({ keepLog: true });
+    }
+  });
+
+  it("when newOrder is answered 429 with a Retry-After inside the cap, the issuer waits that long (jittered) and the order goes through", async () => {
+    const clock = waitRecordingClock(TIMEOUT);
+    const i = issuer({ clock, transport: { requestTimeoutMs: TIMEOUT, retryAfterMaxMs: 60_000 } });
+    let left = 1;
+    const unhook = front.hook((r) => (r.kind === "newOrder" && left-- > 0 ? { status: 429, headers: { "retry-after": "30" }, body: { type: "urn:ietf:params:acme:error:rateLimited", detail: "slow down" } } : undefined));
+    const m = mark();
+    try {
+      await order(i, "patient.front.test");
+    } finally {
+      unhook();
+    }
+    expect(since(m).filter((e) => e.kind === "newOrder").map((e) => e.status)).toEqual([429, 201]);
+    expect(clock.waits).toHaveLength(1);
+    expect(clock.waits[0]).toBeGreaterThanOrEqual(30_000);
+    expect(clock.waits[0]).toBeLessThanOrEqual(33_000);
+  });
+
+  it("when newOrder is answered 429 with a Retry-After beyond the cap, the order fails at once with ACME_RATE_LIMITED and when to retry", async () => {
+    const clock = waitRecordingClock(TIMEOUT);
+    const i = issuer({ clock, transport: { requestTimeoutMs: TIMEOUT, retryAfterMaxMs: 60_000 } });
+    const unhook = front.hook((r) => (r.kind === "newOrder" ? { status: 429, headers: { "retry-after": "3600" }, body: { type: "urn:ietf:params:acme:error:rateLimited", detail: "too many certificates for this name" } } : undefined));
+    const m = mark();
+    const before = Date.now();
+    let err: unknown;
+    try {
+      err = await order(i, "limited.front.test").catch((e: unknown) => e);
+    } finally {
+      unhook();
+    }
+    expect(err).toBeInstanceOf(AmlcertError);
+    const e = err as AmlcertError;
+    expect([e.code, e.stage, e.exitCode]).toEqual(["ACME_RATE_LIMITED", "acme-order", 3]);
+    expect(e.message).toMatch(/^ACME order for limited\.front\.test failed: the CA answered 429 to POST \/order-plz and asks to wait until \S+ \(Retry-After 3600 s, longer than the 60 s a run waits\): rateLimited: too many certificates for this name$/);
+    const retryAt = Date.parse(e.details["retryAt"] as string);
+    expect(retryAt).toBeGreaterThanOrEqual(before + 3_600_000);
+    expect(retryAt).toBeLessThanOrEqual(Date.now() + 3_600_000);
+    expect(e.details).toMatchObject({ transport: "rate-limited", status: 429, problemType: "rateLimited" });
+    expect(clock.waits).toEqual([]);
+    expect(since(m).filter((x) => x.kind === "newOrder").map((x) => x.status)).toEqual([429]);
+  });
+
+  it("when finalize is answered 503 once, it is retried after a jittered backoff and the certificate is issued", async () => {
+    const clock = waitRecordingClock(TIMEOUT);
+    const i = issuer({ clock, transport: { requestTimeoutMs: TIMEOUT, backoffMinMs: 1_000, backoffMaxMs: 10_000 } });
+    let left = 1;
+    const unhook = front.hook((r) => (r.kind === "finalize" && left-- > 0 ? { status: 503, body: { type: "urn:ietf:params:acme:error:serverInternal", detail: "maintenance" } } : undefined));
+    const m = mark();
+    try {
+      expect((await order(i, "retry.front.test")).chainPem).toContain("BEGIN CERTIFICATE");
+    } finally {
+      unhook();
+    }
+    expect(since(m).filter((e) => e.kind === "finalize").map((e) => e.status)).toEqual([503, 200]);
+    expect(clock.waits).toEqual([1_000]);
+  });
+
+  it("when the CA keeps answering 503, the order fails with ACME_ERROR saying how often, after the configured attempts", async () => {
+    const clock = waitRecordingClock(TIMEOUT);
+    const i = issuer({ clock, transport: { requestTimeoutMs: TIMEOUT, attempts: 3 } });
+    const unhook = front.hook((r) => (r.kind === "newOrder" ? { status: 503, body: { type: "urn:ietf:params:acme:error:serverInternal", detail: "down for maintenance" } } : undefined));
+    let err: unknown;
+    try {
+      err = await order(i, "down.front.test").catch((e: unknown) => e);
+    } finally {
+      unhook();
+    }
+    expect(err).toMatchObject({
+      code: "ACME_ERROR",
+      stage: "acme-order",
+      message: "ACME order for down.front.test failed: the CA answered 503 to POST /order-plz 3 times: serverInternal: down for maintenance",
+    });
+    expect(clock.waits).toHaveLength(2);
+  });
+
+  it("when newOrder is never answered, each try is cut off at the request timeout and the order fails with ACME_ERROR naming it", async () => {
+    const i = issuer({ transport: { requestTimeoutMs: 300, attempts: 2, backoffMinMs: 0, backoffMaxMs: 0 } });
+    const unhook = front.hook((r) => (r.kind === "newOrder" ? { hang: true } : undefined));
+    const m = mark();
+    let err: unknown;
+    try {
+      err = await order(i, "silent.front.test").catch((e: unknown) => e);
+    } finally {
+      unhook();
+    }
+    expect(err).toMatchObject({
+      code: "ACME_ERROR",
+      stage: "acme-order",
+      message: "ACME order for silent.front.test failed: the CA did not answer POST /order-plz: no answer within 0.3 s, 2 attempts",
+      details: { transport: "timeout", attempts: 2, timeoutMs: 300 },
+    });
+    expect(since(m).filter((e) => e.kind === "newOrder").map((e) => e.status)).toEqual(["hung", "hung"]);
+  });
+
+  it("when the run's signal aborts during a Retry-After wait, the order ends at once with the signal's reason", async () => {
+    const stop = new AbortController();
+    const i = issuer({ transport: { retryAfterMaxMs: 600_000 } });
+    const unhook = front.hook((r) => {
+      if (r.kind !== "newOrder") return undefined;
+      setImmediate(() => stop.abort(new Error("stopped by SIGTERM")));
+      return { status: 429, headers: { "retry-after": "300" } };
+    });
+    try {
+      await expect(i.issue({ names: ["stopped.front.test"], keyPem: await generateCertificateKey("ecdsa-p256"), signal: stop.signal }, challTestSrvSolver(dns))).rejects.toThrow(
+        "stopped by SIGTERM",
+      );
+    } finally {
+      unhook();
+    }
   });
 });
