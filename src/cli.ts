@@ -18,6 +18,7 @@ const USAGE = `amlcert: certificate renewal for Azure ML Kubernetes online endpo
 
 Usage:
   amlcert renew  [--config FILE] [--target FQDN]... [--force]  renew what is due, roll it out, verify it (CronJob mode)
+                 [--enable-tls]                               also turn TLS on for an extension that has it off
   amlcert daemon [--config FILE] [--target FQDN]...            renew on a schedule; /metrics, /healthz, /readyz
   amlcert plan   [--config FILE] [--target FQDN]...            print what renew would do and why; writes nothing
   amlcert status [--config FILE] [--target FQDN]...            certificate, history and checks per target; writes nothing
@@ -30,6 +31,8 @@ Options:
   -c, --config FILE   YAML configuration (default: $AMLCERT_CONFIG)
   -t, --target FQDN   only this target (repeatable)
   -f, --force         renew even when the certificate is not due (renew only)
+      --enable-tls    for an extension with allowInsecureConnections=True: obtain and store the certificate, then turn
+                      TLS on with it in one extension update (renew only). HTTP scoring clients stop working then.
       --json          print results as JSON lines even on a terminal (the default when stdout is not a TTY)
   -h, --help
 
@@ -95,6 +98,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         config: { type: "string", short: "c" },
         target: { type: "string", short: "t", multiple: true },
         force: { type: "boolean", short: "f", default: false },
+        "enable-tls": { type: "boolean", default: false },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -138,6 +142,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     process.stderr.write(`amlcert: --force applies to renew only\n\n${USAGE}`);
     return ExitCode.Config;
   }
+  if (parsed.values["enable-tls"] && command !== "renew") {
+    process.stderr.write(`amlcert: --enable-tls applies to renew only\n\n${USAGE}`);
+    return ExitCode.Config;
+  }
 
   const [{ loadConfig }, { createLogger }, commands] = await Promise.all([import("./config/load.js"), import("./observability/logger.js"), import("./cli/commands.js")]);
   let logger: Logger = createLogger({ level: env.AMLCERT_LOG_LEVEL ?? "info", format: "auto" });
@@ -160,6 +168,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
       logger,
       clock: systemClock,
       force: parsed.values.force ?? false,
+      enableTls: parsed.values["enable-tls"] ?? false,
       holder: `${env.POD_NAME ?? hostname()}/${process.pid}`,
       version: version(),
       human: Boolean(process.stdout.isTTY) && !parsed.values.json,

@@ -55,6 +55,8 @@ export interface AppInput {
   logger: Logger;
   clock: Clock;
   force: boolean;
+  /** renew --enable-tls: an extension with TLS off gets the new certificate and TLS on in one update */
+  enableTls?: boolean;
   /** this process's identity in the Lease (pod name or host, and pid) */
   holder: string;
   /** process-wide metrics: fed by every run's events, the history, and every adapter's responses */
@@ -336,6 +338,7 @@ export function createApp(input: AppInput): App {
       keyType: config.acme.keyType,
       renewBeforeMs: config.renewal.renewBefore,
       force: input.force,
+      enableTls: input.enableTls === true,
       expectedAddress: t.expectedAddress,
       probe: { host: probe?.host, port: (explicitPort ? probe?.port : undefined) ?? config.verify.port },
       manageRecord: t.manageRecord,

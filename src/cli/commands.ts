@@ -20,6 +20,8 @@ export interface CommandContext {
   logger: Logger;
   clock: Clock;
   force: boolean;
+  /** renew --enable-tls */
+  enableTls?: boolean;
   holder: string;
   version: string;
   /** print results for a person (a terminal without --json) */
@@ -34,7 +36,7 @@ export const SIGNAL_EXIT: Record<string, number> = { SIGTERM: 143, SIGINT: 130 }
 
 async function app(ctx: CommandContext, metrics?: Metrics): Promise<App> {
   const { createApp } = await import("../app/compose.js");
-  return createApp({ config: ctx.config, eabHmacKey: ctx.eabHmacKey, env: ctx.env, logger: ctx.logger, clock: ctx.clock, force: ctx.force, holder: ctx.holder, metrics });
+  return createApp({ config: ctx.config, eabHmacKey: ctx.eabHmacKey, env: ctx.env, logger: ctx.logger, clock: ctx.clock, force: ctx.force, enableTls: ctx.enableTls, holder: ctx.holder, metrics });
 }
 
 const lines = <T>(ctx: CommandContext, items: T[], human: (t: T) => string) => ctx.out(items.map((i) => (ctx.human ? human(i) : JSON.stringify(i))).join("\n") + "\n");

@@ -62,6 +62,8 @@ export interface RenewSettings {
   keyType?: string;
   renewBeforeMs?: number;
   force: boolean;
+  /** renew --enable-tls: an extension with allowInsecureConnections=True gets the new certificate and TLS on in one update */
+  enableTls?: boolean;
   expectedAddress?: string;
   /** TLS check target; host defaults to the expected address */
   probe: { host?: string; port: number };

@@ -41,6 +41,8 @@ export interface Inspection {
   /** the version the extension names is valid but its rollout failed: roll it out again instead of ordering */
   pendingRollout: boolean;
   warnings: string[];
+  /** renew --enable-tls on an extension with TLS off: the rollout also sets allowInsecureConnections=False */
+  enablesTls: boolean;
   /** RFC 9773: the CA's renewal window for the certificate in place (it set decision.renewAt) */
   renewalWindow?: RenewalWindow;
   /** RFC 9773: the certID a new order replaces (the certificate in place, when the CA has a window for it) */
@@ -59,9 +61,9 @@ export const extensionBusy = (provisioningState: string | undefined) => /^(updat
  * The read-only checks that refuse a target before anything is written (no Lease, no Event, no history): the
  * extension is the Azure ML one and has TLS on. Returns the extension as read.
  */
-export async function preflightExtension(deps: RenewDeps): Promise<ExtensionState> {
+export async function preflightExtension(deps: RenewDeps, s?: Pick<RenewSettings, "enableTls">): Promise<ExtensionState> {
   const extension = await read(() => deps.extension.get());
-  refuseUnlessSecure(extension);
+  refuseUnlessSecure(extension, s?.enableTls === true);
   return extension;
 }
 
@@ -99,11 +101,15 @@ export function namedSecret(extension: ExtensionState): { name?: string; disagre
   return { ...(name ? { name } : {}), ...(scoringFe && ssl && scoringFe !== ssl ? { disagree: { sslSecret: ssl, scoringFe } } : {}) };
 }
 
-function refuseUnlessSecure(extension: ExtensionState): void {
+/** allowInsecureConnections=True: the extension serves plain HTTP, TLS is off. */
+export const tlsOff = (extension: ExtensionState) => (extension.configurationSettings.allowInsecureConnections ?? "").toLowerCase() === "true";
+
+/** `enableTls` (renew --enable-tls) is the deliberate opt-in that lets amlcert turn TLS on. */
+function refuseUnlessSecure(extension: ExtensionState, enableTls = false): void {
   if (extension.extensionType.toLowerCase() !== AZUREML_EXTENSION_TYPE.toLowerCase()) {
     throw new AmlcertError("EXTENSION_WRONG_TYPE", "preflight", `extension type is ${extension.extensionType}, not ${AZUREML_EXTENSION_TYPE}; check extension.name`);
   }
-  if ((extension.configurationSettings.allowInsecureConnections ?? "").toLowerCase() === "true") {
+  if (tlsOff(extension) && !enableTls) {
     throw new AmlcertError(
       "EXTENSION_INSECURE",
       "preflight",
@@ -138,7 +144,14 @@ async function readForeign(deps: RenewDeps, s: RenewSettings, name: string, warn
 export async function inspectTarget(deps: RenewDeps, s: RenewSettings, known?: ExtensionState): Promise<Inspection> {
   const warnings: string[] = [];
   const extension = known ?? (await read(() => deps.extension.get()));
-  refuseUnlessSecure(extension);
+  refuseUnlessSecure(extension, s.enableTls === true);
+  const enablesTls = tlsOff(extension) && s.enableTls === true;
+  if (enablesTls) {
+    warnings.push(
+      `--enable-tls: the extension runs with allowInsecureConnections=True; amlcert obtains and stores a certificate for ${s.fqdn}, then turns TLS on in one extension update ` +
+        "(allowInsecureConnections=False, sslSecret, scoringFe.sslSecret, sslCname). From then on azureml-fe serves HTTPS only: HTTP scoring clients stop working",
+    );
+  }
   const pemKeys = extension.protectedSettingKeys.filter((k) => PROTECTED_PEM_KEYS.includes(k));
   if (pemKeys.length > 0) {
     warnings.push(
@@ -220,6 +233,10 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings, known?: E
       currentSound: s.secretMode === "slots" ? decision.currentSound : false,
     };
   }
+  // turning TLS on: a certificate of its own, whatever the extension names now (nothing was served over TLS)
+  if (enablesTls) {
+    decision = { renew: true, reason: "EnableTls", message: "--enable-tls: TLS is off (allowInsecureConnections=True); a new certificate is ordered and TLS turned on with it", current: decision.current, renewAt: decision.renewAt, currentSound: false };
+  }
   // slots: the failed slot is rolled out again only while it holds a usable pair for the names (else it is just the target)
   const usable = s.secretMode !== "slots" || (pending !== undefined && inspectPair(text(pending, "cert.pem"), text(pending, "key.pem"), s.names).problems.length === 0);
   const pendingRollout = !decision.renew && rollout === "Pending" && usable;
@@ -236,6 +253,7 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings, known?: E
     expected,
     warnings,
     pendingRollout,
+    enablesTls,
     ...(renewalWindow ? { renewalWindow, replaces: renewalWindow.certId } : {}),
   };
 }

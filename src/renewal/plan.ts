@@ -21,6 +21,8 @@ export const RenewalReasons = [
   "RolloutRejected",
   /** a Key Vault or Kubernetes TLS source holds a certificate newer than the one in place (set by source-decision.ts) */
   "SourceUpdated",
+  /** renew --enable-tls on an extension with TLS off: a certificate of its own, then TLS on (set by inspect.ts) */
+  "EnableTls",
 ] as const;
 export type RenewalReason = (typeof RenewalReasons)[number];
 

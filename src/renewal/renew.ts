@@ -81,7 +81,7 @@ export async function renewTarget(deps: RenewDeps, s: RenewSettings, stop?: Abor
     if (deps.ready) await run.stage("preflight", deps.ready);
     // read-only, before the Lease: a refusal writes nothing; a busy extension is waited for before anything is placed
     const idle = await run.stage("preflight", async () => {
-      const extension = await preflightExtension(deps).catch((err: unknown) => {
+      const extension = await preflightExtension(deps, s).catch((err: unknown) => {
         if (err instanceof AmlcertError && REFUSALS.has(err.code)) gate.drop();
         throw err;
       });

@@ -70,9 +70,15 @@ async function unstick(deps: RenewDeps, s: RenewSettings, inspection: Inspection
 /** After a failed rollout: point the extension back at the certificate served (best effort; the next run does it otherwise). */
 async function pointBack(deps: RenewDeps, s: RenewSettings, inspection: Inspection, failed: string, signal?: AbortSignal): Promise<void> {
   const served = inspection.rollbackSecretName ?? inspection.currentSecretName;
+  // --enable-tls that failed: TLS back off, as the release the extension kept serves it
+  const back: Record<string, string> = inspection.enablesTls ? { allowInsecureConnections: "True" } : {};
+  if (inspection.enablesTls && (!served || served === failed)) {
+    await deps.extension.updateSettings(back, signal).catch((err: unknown) => deps.logger.warn({ stage: "extension", fqdn: s.fqdn, err }, "could not set allowInsecureConnections=True again after the failed update"));
+    return;
+  }
   if (!served || served === failed || s.secretMode === "fixed") return;
   try {
-    await deps.extension.updateSettings(pointAt(s, served), signal);
+    await deps.extension.updateSettings({ ...pointAt(s, served), ...back }, signal);
     deps.logger.warn({ stage: "extension", fqdn: s.fqdn, secret: served }, `the extension points at ${served} again, the certificate azureml-fe kept serving`);
   } catch (err) {
     if (signal?.aborted) return;
@@ -85,7 +91,8 @@ export async function rollOut(deps: RenewDeps, s: RenewSettings, inspection: Ins
   const mark = (rollout: RolloutState) => recordRollout(deps, log, v.write, rollout);
   try {
     await unstick(deps, s, inspection, v.name, signal);
-    const { changed } = await deps.extension.updateSettings(pointAt(s, v.name), signal);
+    // --enable-tls: TLS goes on in the same update that names the certificate, never before it is stored
+    const { changed } = await deps.extension.updateSettings({ ...pointAt(s, v.name), ...(inspection.enablesTls ? { allowInsecureConnections: "False" } : {}) }, signal);
     log.info({ stage: "extension", secret: v.name, changed }, changed ? "extension updated" : "extension already pointed at this secret (no change)");
     await mark({ state: "done", failures: v.previousFailures });
     return { secret: v.name, changed };

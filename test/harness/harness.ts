@@ -297,6 +297,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
           }
           // the release running (a failed operation rolled back to the previous one); the chart reads scoringFe.sslSecret
           const deployed = ext?.deployedSettings ?? {};
+          // TLS off (allowInsecureConnections=True): azureml-fe serves plain HTTP, no certificate at all
+          if ((deployed.allowInsecureConnections ?? "").toLowerCase() === "true") return undefined;
           const name = deployed["scoringFe.sslSecret"] ?? deployed.sslSecret;
           const secret = name ? kube.getSecret("azureml", name) : undefined;
           const certPem = secret?.["cert.pem"];

@@ -27,7 +27,7 @@ const healthy = (): DoctorFacts => ({
   extension: ok({ extensionType: "microsoft.azureml.kubernetes", provisioningState: "Succeeded", configurationSettings: { enableInference: "True", sslSecret: "aml-tls", "scoringFe.sslSecret": "aml-tls", sslCname: t.fqdn }, protectedSettingKeys: [] }),
   kube: ok(kubeNeeds(config, t, settings).map((a) => ({ ...a, allowed: true }))),
   ingress: ok({ type: "LoadBalancer", ips: ["20.1.2.3"], hostnames: [] }),
-  dns: ok({ ok: true, problems: [] }),
+  dns: ok({ ok: true, expected: ["20.1.2.3"], authoritative: ["20.1.2.3"], system: ["20.1.2.3"], problems: [] }),
   acme: ok({ directory: "https://acme.test/dir", account: "exists" as const, externalAccountRequired: false, eabConfigured: false }),
 });
 const states = (f: DoctorFacts) => Object.fromEntries(judge(f, settings).checks.map((c) => [c.id, c.state]));
