@@ -11,6 +11,8 @@ import { startHarness, type CliRun, type Harness } from "../harness/harness.js";
 import { startPushgateway, type Pushgateway } from "../servers/pushgateway.js";
 
 const FQDN = "ml.contoso.test";
+const SLOT_A = "aml-tls-a";
+const SLOT_B = "aml-tls-b";
 const DAY = 86_400_000;
 /** Not due (a day old, 89 days left): every run here is --force, so the fault meets a renewal, not a skip. */
 const notDue = () => ({ notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 89 * DAY) });
@@ -59,7 +61,11 @@ describe("the fault matrix: amlcert renew against injected faults of ARM, Kubern
   });
   beforeEach(async () => {
     await h.reset();
-    const inPlace = await h.seedCertificateInPlace(notDue());
+    // slots mode (the default): both slots as the manifests create them, the certificate in place in slot -a
+    for (const slot of [SLOT_A, SLOT_B]) {
+      h.clusters[0]!.kube.putSecret("azureml", slot, {}, { labels: { "app.kubernetes.io/managed-by": "amlcert", "amlcert.io/secret-base": "aml-tls" } });
+    }
+    const inPlace = await h.seedCertificateInPlace({ ...notDue(), name: SLOT_A });
     before = { secret: inPlace.secret, serial: inPlace.serial };
     // a new account key: a new ACME account, which has no valid authorization yet, so the DNS-01 challenge is written
     h.seedAccountKey();
@@ -197,7 +203,7 @@ describe("the fault matrix: amlcert renew against injected faults of ARM, Kubern
   });
 
   describe("the Kubernetes API server", () => {
-    it("409 on every secret write: failed (exit 3, KUBE_CONFLICT at store); the certificate in place is kept", async () => {
+    it("409 on the slot's replace: failed (exit 3, KUBE_CONFLICT at store), not written again; requests{kubernetes,409}=1; the certificate in place is kept", async () => {
       const kube = h.clusters[0]!.kube;
       kube.faults.add({ method: "PUT", pathIncludes: "/secrets/aml-tls", status: 409, times: Infinity });
       kube.faults.add({ method: "POST", pathIncludes: "/secrets", status: 409, times: Infinity, reason: "AlreadyExists" });
@@ -205,13 +211,14 @@ describe("the fault matrix: amlcert renew against injected faults of ARM, Kubern
       const run = await renew("kube-409");
       const sent = kube.requests.slice(mark);
       await expectFailed(run, 3, "KUBE_CONFLICT", "store");
-      expect(await requests("kubernetes", "409")).toBe(sent.filter((r) => r.status === 409).length);
-      expect(sent.filter((r) => r.status === 409).length).toBeGreaterThanOrEqual(1);
-      expect(resultOf(run).error!.message).toMatch(/secret "aml-tls[-a-z0-9]*" in namespace "azureml"/);
+      // the slot is replaced at the resourceVersion read: a 409 means another writer, so it is not written again
+      expect(sent.filter((r) => r.status === 409).map((r) => `${r.method} ${r.name}`)).toEqual([`PUT ${SLOT_B}`]);
+      expect(await requests("kubernetes", "409")).toBe(1);
+      expect(resultOf(run).error!.message).toMatch(/^secret "aml-tls-b" in namespace "azureml" changed since amlcert read it \(resourceVersion \d+\); not overwriting another writer's change$/);
       expectPreviousServed();
     });
 
-    it("403 on the secret write: failed (exit 3, KUBE_FORBIDDEN at store), the write not sent again; requests{kubernetes,403} as sent; names the verb, the secret and the Role", async () => {
+    it("403 on the slot's replace: failed (exit 3, KUBE_FORBIDDEN at store), not sent again; requests{kubernetes,403}=1; names the verb, the secret and the Role", async () => {
       const kube = h.clusters[0]!.kube;
       kube.faults.add({ method: "PUT", pathIncludes: "/secrets/aml-tls", status: 403, times: Infinity });
       kube.faults.add({ method: "POST", pathIncludes: "/secrets", status: 403, times: Infinity });
@@ -220,8 +227,8 @@ describe("the fault matrix: amlcert renew against injected faults of ARM, Kubern
       const sent = kube.requests.slice(mark);
       await expectFailed(run, 3, "KUBE_FORBIDDEN", "store");
       // the write was refused once and not sent again; the metric counts every 403 the server sent
-      expect(sent.filter((r) => r.status === 403 && r.method !== "GET")).toHaveLength(1);
-      expect(await requests("kubernetes", "403")).toBe(sent.filter((r) => r.status === 403).length);
+      expect(sent.filter((r) => r.status === 403).map((r) => `${r.method} ${r.name}`)).toEqual([`PUT ${SLOT_B}`]);
+      expect(await requests("kubernetes", "403")).toBe(1);
       expect(resultOf(run).error!.message).toMatch(/^Kubernetes denied "(create|update)" on secrets "aml-tls[-a-z0-9]*" in namespace "azureml" .*\(403 Forbidden\)\. amlcert needs "(create|update)" on secrets there: grant it with Role "amlcert"/);
       expectPreviousServed();
     });
@@ -285,6 +292,27 @@ describe("the fault matrix: amlcert renew against injected faults of ARM, Kubern
       const run = await renew("lro-canceled");
       await expectFailed(run, 3, "EXTENSION_LRO_FAILED", "extension");
       expect(resultOf(run).error!.message).toMatch(/^the update of extension azureml failed in Azure: Canceled/);
+      expect(h.clusters[0]!.fe.servedSerial()).toBe(before.serial);
+    });
+
+    it("the extension rejects the new certificate (E40007): failed (exit 3, EXTENSION_LRO_FAILED at extension); the extension's health code is named, the old certificate stays served", async () => {
+      h.arm.lro = { ...h.arm.lro, rejectSecrets: [SLOT_B] };
+      const run = await renew("lro-e40007");
+      await expectFailed(run, 3, "EXTENSION_LRO_FAILED", "extension");
+      expect(resultOf(run).error!.message).toMatch(/E40007 INVALID_SSL_SETTING: the certificate in secret aml-tls-b was rejected by the extension's health check/);
+      expect(h.clusters[0]!.fe.servedSerial()).toBe(before.serial);
+      expect(h.arm.getExtension(h.clusters[0]!.extension)!.configurationSettings.sslSecret).toBe(SLOT_A);
+    });
+
+    it("an unchanged PATCH answered 200 with no operation, on an extension whose last operation failed: failed (exit 3, EXTENSION_LRO_FAILED at extension); ARM's no-op is named", async () => {
+      await h.seedExtension({ sslSecret: SLOT_A, provisioningState: "Failed" });
+      const armMark = h.arm.requests.length;
+      const config = h.writeConfig({ ...BOUNDS, metrics: { pushgateway: gateway.url } }, "faults-unchanged-patch.yaml");
+      // not forced: nothing is due, so the run only drives the failed extension again with the settings it has
+      const run = await h.runCli(["renew", "--config", config], { timeoutMs: 150_000 });
+      await expectFailed(run, 3, "EXTENSION_LRO_FAILED", "extension");
+      expect(h.arm.requests.slice(armMark).filter((r) => r.method === "PATCH").map((r) => r.status)).toEqual([200]);
+      expect(resultOf(run).error!.message).toMatch(/did not take effect: ARM made no change \(200: no update is done\) and the extension's last operation is Failed/);
       expect(h.clusters[0]!.fe.servedSerial()).toBe(before.serial);
     });
 
