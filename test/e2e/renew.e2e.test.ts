@@ -68,7 +68,9 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
 
   beforeAll(async () => {
     h = await startHarness({ pebbleEnv: { PEBBLE_AUTHZREUSE: "0" } });
-    config = h.writeConfig();
+    // versioned mode, opt-in since slots mode became the default (test/e2e/slots.e2e.test.ts); the harness's Role
+    // (deploy/rbac.yaml) still allows the list, create and delete it needs
+    config = h.writeConfig({ renewal: { secretMode: "versioned" } });
   });
   beforeEach(async () => {
     await h.reset();
@@ -268,7 +270,7 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
       }
     });
 
-    it("extension update operation Failed: exit 3, stage extension; the new certificate is kept, unreferenced; the next run drives the failed extension again", async () => {
+    it("extension update operation Failed: exit 3, stage extension; the new certificate is kept, unreferenced; the next run rolls the stored one out (a real change, where the same settings again would change nothing)", async () => {
       h.arm.lro.outcome = "Failed";
       let pending: string;
       try {
@@ -285,18 +287,20 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
       expect(h.clusters[0]!.kube.getSecretObject("azureml", pending)?.metadata.annotations).toMatchObject({ "amlcert.io/rollout": "pending", "amlcert.io/rollout-failures": "1" });
       expect(extensionOf(h).provisioningState).toBe("Failed");
 
-      // next scheduled run: ARM keeps the settings of a failed operation, so the extension names the new version,
-      // still pending; that version is rolled out again (not taken for one in place), verified, and reported renewed
+      // every operation failed, so pointing the extension back at the certificate served failed too (ARM keeps the
+      // settings of a failed operation): the extension names the certificate served, Failed. Nothing is due, but the
+      // same settings again would change nothing ("no update is done"): the next run rolls the stored version out
+      // instead (a real change), verifies it and reports renewed
       const named = extensionOf(h).configurationSettings.sslSecret;
-      expect(named).toBe(pending);
+      expect(named).toBe(before.secret);
       const patchesBefore = h.arm.requests.filter((r) => r.method === "PATCH").length;
       const next = await h.runCli(["renew", "--config", config]);
       expect(next.code, next.stderr).toBe(0);
-      expect(result(next)).toMatchObject({ action: "renewed", secret: named, extensionUpdated: true, servingOk: true });
+      expect(result(next)).toMatchObject({ action: "renewed", secret: pending, extensionUpdated: true, servingOk: true });
       expect(h.arm.requests.filter((r) => r.method === "PATCH").length).toBe(patchesBefore + 1);
       expect(extensionOf(h).provisioningState).toBe("Succeeded");
       expect(h.clusters[0]!.fe.servedSerial()).toBe(result(next).serial);
-      expect(h.clusters[0]!.kube.getSecretObject("azureml", String(named))?.metadata.annotations?.["amlcert.io/rollout"]).toBe("done");
+      expect(h.clusters[0]!.kube.getSecretObject("azureml", pending)?.metadata.annotations?.["amlcert.io/rollout"]).toBe("done");
     });
   });
 
@@ -503,9 +507,12 @@ describe("CNAME-delegated challenges, two targets, EAB and CA rejection", () => 
       const lease = h.clusters[0]!.kube.store.get(findDef("coordination.k8s.io", "v1", "leases")!, "azureml", "amlcert") as { spec?: { holderIdentity?: string } };
       expect(lease.spec?.holderIdentity ?? "").toBe("");
       expect(h.arm.requests.filter((r) => r.method === "PATCH")).toEqual([]);
-      expect(h.clusters[0]!.kube.requests.filter((r) => r.method === "POST" && r.resource === "secrets" && r.status < 300).map((r) => r.path)).toEqual([
-        "/api/v1/namespaces/azureml/secrets",
-      ]); // the ACME account key only
+      // the ACME account key only (created, or replaced when the manifests created it empty); no certificate stored
+      const secretWrites = h.clusters[0]!.kube.requests.filter((r) => (r.method === "POST" || r.method === "PUT") && r.resource === "secrets" && r.status < 300);
+      expect(secretWrites).toHaveLength(1);
+      expect(secretWrites[0]!.method === "POST" ? secretWrites[0]!.path : secretWrites[0]!.name).toBe(secretWrites[0]!.method === "POST" ? "/api/v1/namespaces/azureml/secrets" : "amlcert-acme-account");
+      expect(h.clusters[0]!.kube.getSecret("azureml", "aml-tls-a")?.["cert.pem"]).toBeUndefined();
+      expect(h.clusters[0]!.kube.getSecret("azureml", "aml-tls-b")?.["cert.pem"]).toBeUndefined();
     } finally {
       await h.stop();
     }
