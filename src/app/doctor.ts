@@ -12,7 +12,9 @@ import type { AzureIdentity } from "../azure/credential.js";
 import type { PermissionSet } from "../azure/permissions.js";
 import type { KubeAccess, KubeAccessAnswer } from "../kubernetes/access-review.js";
 import type { RenewSettings } from "../renewal/deps.js";
-import { AZUREML_EXTENSION_TYPE, AZUREML_FE_SERVICE, type Ingress } from "../renewal/inspect.js";
+import { AZUREML_EXTENSION_TYPE, AZUREML_FE_SERVICE, extensionBusy, namedSecret, PROTECTED_PEM_KEYS, tlsOff, type Ingress } from "../renewal/inspect.js";
+import { operationFailed } from "../renewal/policies.js";
+import { slotNames } from "../renewal/certificate-version.js";
 import { outcomeError } from "../renewal/recorder.js";
 import type { OutcomeError } from "../renewal/events.js";
 import type { DnsCheck } from "../renewal/verify-dns.js";
@@ -68,8 +70,6 @@ export interface DoctorFacts {
 const DNS_ROLE = '"amlcert DNS-01 challenge writer" (deploy/azure/amlcert-dns-role.json) or the built-in "DNS Zone Contributor"';
 const EXTENSION_ROLE = '"amlcert Azure ML extension updater" (deploy/azure/amlcert-extension-role.json) or the built-in "Kubernetes Extension Contributor"';
 const CLUSTER_RP = { managedClusters: "Microsoft.ContainerService", connectedClusters: "Microsoft.Kubernetes" } as const;
-const BUSY = /^(updating|creating|deleting|accepted|running)$/i;
-const PROTECTED_PEM_KEYS = ["scoringFe.sslCert", "scoringFe.sslKey", "sslCertPemFile", "sslKeyPemFile"];
 
 /** ARM's wildcard rule: `*` matches any run of characters; case does not matter. */
 function matches(pattern: string, action: string): boolean {
@@ -136,7 +136,7 @@ export function kubeNeeds(config: Config, t: TargetConfig, s: RenewSettings): Ku
   const mode = s.secretMode as string;
   const needs: KubeAccess[] =
     mode === "slots"
-      ? [...secrets(["get", "update"], `${s.secretName}-a`), ...secrets(["get", "update"], `${s.secretName}-b`)]
+      ? slotNames(s.secretName).flatMap((slot) => secrets(["get", "update"], slot))
       : mode === "fixed"
         ? secrets(["get", "update"], s.secretName)
         : secrets(["get", "list", "create", "update", "delete"]);
@@ -212,21 +212,20 @@ export function judge(f: DoctorFacts, s: RenewSettings): DoctorReport {
     if ((cs.enableInference ?? "").toLowerCase() !== "true") add("extension.inference", "fail", "inference is not enabled on the extension (enableInference)", "az k8s-extension update ... --config enableInference=True");
     else add("extension.inference", "pass", "inference is enabled");
     const state = x.provisioningState ?? "unknown";
-    if (BUSY.test(state)) add("extension.state", "fail", `the extension is busy (provisioningState ${state}); a renewal now would wait for it or be skipped`, "wait until az k8s-extension show reports Succeeded");
-    else if (/^(failed|canceled)$/i.test(state)) add("extension.state", "warn", `the extension's last operation ended ${state}${x.health?.length ? ` (${x.health.join("; ")})` : ""}; the next renewal rolls out again`, "read az k8s-extension show; amlcert's next renewal makes a real change");
+    if (extensionBusy(state)) add("extension.state", "fail", `the extension is busy (provisioningState ${state}); a renewal now would wait for it or be skipped`, "wait until az k8s-extension show reports Succeeded");
+    else if (operationFailed(state)) add("extension.state", "warn", `the extension's last operation ended ${state}${x.health?.length ? ` (${x.health.join("; ")})` : ""}; the next renewal rolls out again`, "read az k8s-extension show; amlcert's next renewal makes a real change");
     else add("extension.state", "pass", `provisioningState ${state}`);
-    const primary = cs["scoringFe.sslSecret"];
-    const fallback = cs.sslSecret;
-    if (primary && fallback && primary !== fallback) {
-      add("extension.secret", "warn", `scoringFe.sslSecret (${primary}) and sslSecret (${fallback}) disagree; the extension serves scoringFe.sslSecret`, "amlcert's next rollout sets both to the same secret");
-    } else add("extension.secret", primary || fallback ? "pass" : "warn", primary || fallback ? `the extension names secret ${primary ?? fallback}` : "the extension names no sslSecret yet: the first renewal sets it");
+    const named = namedSecret(x);
+    if (named.disagree) {
+      add("extension.secret", "warn", `scoringFe.sslSecret (${named.disagree.scoringFe}) and sslSecret (${named.disagree.sslSecret}) disagree; the extension serves scoringFe.sslSecret`, "amlcert's next rollout sets both to the same secret");
+    } else add("extension.secret", named.name ? "pass" : "warn", named.name ? `the extension names secret ${named.name}` : "the extension names no sslSecret yet: the first renewal sets it");
     const cname = cs.sslCname;
     if (cname && cname.toLowerCase() !== f.fqdn) add("extension.cname", "warn", `sslCname is ${cname}, not ${f.fqdn}`, "the next rollout sets sslCname to the target's fqdn");
     const pem = x.protectedSettingKeys.filter((k) => PROTECTED_PEM_KEYS.includes(k));
     if (pem.length > 0) {
       add("extension.protected-pem", "fail", `protected PEM settings (${pem.join(", ")}) take precedence over sslSecret: a renewed certificate would not be served`, "remove them once with az k8s-extension update ... --config-protected, leaving the PEM settings out");
     }
-    if ((cs.allowInsecureConnections ?? "").toLowerCase() === "true") {
+    if (tlsOff(x)) {
       add("extension.insecure", "fail", "the extension has allowInsecureConnections=True (TLS off); amlcert refuses to turn TLS on by itself", "run amlcert renew --enable-tls once: it issues the certificate, then turns TLS on (HTTP scoring clients stop working)");
     }
   }

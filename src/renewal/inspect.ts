@@ -11,7 +11,7 @@ import type { RenewDeps, RenewSettings } from "./deps.js";
 export const AZUREML_EXTENSION_TYPE = "Microsoft.AzureML.Kubernetes";
 export const AZUREML_FE_SERVICE = "azureml-fe";
 /** Protected settings that carry PEM files; when present they take precedence over sslSecret. */
-const PROTECTED_PEM_KEYS = ["scoringFe.sslCert", "scoringFe.sslKey", "sslCertPemFile", "sslKeyPemFile"];
+export const PROTECTED_PEM_KEYS = ["scoringFe.sslCert", "scoringFe.sslKey", "sslCertPemFile", "sslKeyPemFile"];
 
 export interface Ingress {
   type: string;
