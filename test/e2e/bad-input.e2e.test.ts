@@ -607,3 +607,43 @@ describe("warnings and self-hosted files", () => {
     expect(readdirSync(join(h.dir, "state", "amlcert"))).toEqual(["account.pem"]);
   });
 });
+
+describe("bad input: a CA that demands External Account Binding", () => {
+  let h: Harness;
+  const hmac = Buffer.from("amlcert-bad-input-eab-hmac-0123456789abcdef").toString("base64url");
+
+  beforeAll(async () => {
+    h = await startHarness({ acmeFront: true, eab: { "kid-7": hmac } });
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it("without acme.eab: exit 3 at acme-account, the message names acme.eab and its settings; nothing is ordered or written", async () => {
+    const m = mark(h);
+    const run = await h.runCli(["renew", "--config", h.writeConfig()]);
+    expect(run.code, run.stderr).toBe(3);
+    const line = result(run);
+    expect(line).toMatchObject({ action: "failed", error: { code: "ACME_ACCOUNT", stage: "acme-account" } });
+    expect((line.error as { message: string }).message).toMatch(
+      /externalAccountRequired: .*; this CA requires External Account Binding: set acme\.eab\.keyId and acme\.eab\.hmacKeyFile \(or AMLCERT_ACME_EAB_KEY_ID and AMLCERT_ACME_EAB_HMAC_KEY_FILE\) to the credentials the CA issued$/,
+    );
+    expect(h.acmeFront!.orders().slice(m.orders)).toEqual([]);
+    expect(secretWrites(h, m)).toEqual([]);
+    expect(extensionPatches(h, m)).toEqual([]);
+    expect(txtLeft(h)).toEqual([]);
+  });
+
+  it("with a wrong HMAC key: exit 3 at acme-account, saying to check acme.eab's settings; the key itself is in no output", async () => {
+    const wrong = join(h.dir, "wrong-hmac");
+    const wrongKey = Buffer.from("not-the-key-the-ca-issued-0123456789abcd").toString("base64url");
+    writeFileSync(wrong, wrongKey);
+    const run = await h.runCli(["renew", "--config", h.writeConfig({ acme: { eab: { keyId: "kid-7", hmacKeyFile: wrong } } }, "wrong-eab.yaml")]);
+    expect(run.code, run.stderr).toBe(3);
+    const line = result(run);
+    expect(line).toMatchObject({ action: "failed", error: { code: "ACME_ACCOUNT", stage: "acme-account" } });
+    expect((line.error as { message: string }).message).toMatch(/; acme\.eab is set, but the CA did not accept the binding: check acme\.eab\.keyId and the key in acme\.eab\.hmacKeyFile$/);
+    expect(run.stderr + run.stdout).not.toContain(wrongKey);
+    expect(run.stderr + run.stdout).not.toContain(hmac);
+  });
+});

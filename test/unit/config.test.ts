@@ -413,6 +413,20 @@ describe("eabHint", () => {
     expect((eabHint(refused(), true) as AmlcertError).message).toMatch(/; acme\.eab is set, but the CA did not accept the binding: check acme\.eab\.keyId and the key in acme\.eab\.hmacKeyFile$/);
   });
 
+  it("when EAB is configured and the CA refuses the binding (a wrong key ID or HMAC key), names acme.eab's settings", () => {
+    const wrongKey = new AmlcertError("ACME_ACCOUNT", "acme-account", "ACME account registration failed: unauthorized: external account binding JWS verification error", {
+      details: { problemType: "unauthorized", problemDetail: "external account binding JWS verification error: square/go-jose: error in cryptographic primitive" },
+    });
+    expect((eabHint(wrongKey, true) as AmlcertError).message).toBe(
+      "ACME account registration failed: unauthorized: external account binding JWS verification error; acme.eab is set, but the CA did not accept the binding: check acme.eab.keyId and the key in acme.eab.hmacKeyFile",
+    );
+    // without EAB configured, an unauthorized answer is about something else
+    expect(eabHint(wrongKey, false)).toBe(wrongKey);
+    // only account errors are hinted
+    const order = new AmlcertError("ACME_REJECTED", "acme-order", "x", { details: { problemType: "externalAccountRequired" } });
+    expect(eabHint(order, false)).toBe(order);
+  });
+
   it("any other error passes through unchanged", () => {
     const other = new AmlcertError("ACME_ACCOUNT", "acme-account", "x", { details: { problemType: "invalidContact" } });
     expect(eabHint(other, false)).toBe(other);
