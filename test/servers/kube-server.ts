@@ -105,6 +105,13 @@ export interface RequestRecord {
   name?: string;
 }
 
+/**
+ * Told of every authorized resource request before it is served (after authentication, RBAC and faults): a test
+ * can act at that exact point (e.g. SIGKILL the CLI child). "refuse" answers 503 and the request is not applied;
+ * anything else serves it as usual (a client killed in the hook never sees the answer of a request that was applied).
+ */
+export type KubeRequestHook = (req: RequestRecord) => "refuse" | void;
+
 export interface SecretChange {
   type: "ADDED" | "MODIFIED" | "DELETED";
   namespace: string;
@@ -125,6 +132,8 @@ export interface KubeServer {
   saUser: string;
   addToken(token: string, username: string, groups?: string[]): void;
   faults: Faults;
+  /** see KubeRequestHook; undefined: none */
+  requestHook?: KubeRequestHook;
   /** every request, in order */
   requests: RequestRecord[];
   /** Write a kubeconfig trusting the test CA (certificate-authority-data), one context per name, all on this server. */
@@ -557,6 +566,10 @@ export async function startKubeServer(opts: KubeServerOptions): Promise<KubeServ
         throw statusErrors.forbidden(gr, rp?.name ?? "", forbiddenMessage(attrs));
       }
 
+      if (rp && kubeServer.requestHook?.(record) === "refuse") {
+        throw statusErrors.injected(503, { group: rp.group, resource: rp.resource }, rp.name ?? "");
+      }
+
       if (!rp) {
         const doc = method === "GET" ? discoveryDocument(segs, baseUrl) : undefined;
         if (doc === undefined) throw statusErrors.pathNotFound();
@@ -622,7 +635,7 @@ export async function startKubeServer(opts: KubeServerOptions): Promise<KubeServ
     return Object.fromEntries(Object.entries((o.data ?? {}) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, "base64")]));
   };
 
-  return {
+  const kubeServer: KubeServer = {
     url: baseUrl,
     port,
     caPem: opts.pki.caPem,
@@ -685,4 +698,5 @@ export async function startKubeServer(opts: KubeServerOptions): Promise<KubeServ
         server.closeAllConnections();
       }),
   };
+  return kubeServer;
 }
