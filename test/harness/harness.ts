@@ -556,6 +556,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       for (const [i, c] of clusters.entries()) {
         const kube = c.kube;
         kube.faults.clear();
+        kube.requestHook = undefined;
         for (const o of kube.store.all("secrets", "azureml")) {
           if (o.metadata.labels?.[LABEL_SECRET_BASE] !== undefined) kube.deleteObject("v1", "Secret", "azureml", o.metadata.name!);
         }
