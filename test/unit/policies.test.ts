@@ -2,7 +2,7 @@ import { X509Certificate } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { describe as describeCert } from "../../src/certs/certificate.js";
 import { ANNOTATION, secretFor, type RolloutState } from "../../src/renewal/certificate-version.js";
-import { chooseReusable, inPlaceRollout, versionsToPrune, type ReuseInput } from "../../src/renewal/policies.js";
+import { chooseReusable, inPlaceRollout, resolveSlots, versionsToPrune, type ReuseInput } from "../../src/renewal/policies.js";
 import type { StoredSecret } from "../../src/ports.js";
 import { days, makeLeaf, makeTestCa, type TestLeaf } from "../support/certs.js";
 
@@ -173,5 +173,48 @@ describe("inPlaceRollout: was the version the extension names really rolled out?
   it("when its rollout failed MAX_ROLLOUT_FAILURES times, it is Rejected", () => {
     expect(inPlaceRollout(pending(3), "Failed")).toBe("Rejected");
     expect(inPlaceRollout(pending(4), "Failed")).toBe("Rejected");
+  });
+});
+
+describe("resolveSlots: which slot is served and which one the next certificate goes to", () => {
+  const A = `${BASE}-a`;
+  const B = `${BASE}-b`;
+  const empty = (name: string): StoredSecret => ({ name, type: "Opaque", data: {}, labels: {}, annotations: {} });
+  const done = (name: string, leaf = issued) => stored(name, leaf, { state: "done", failures: 0 });
+  const pending = (name: string, leaf = newer) => stored(name, leaf, { state: "pending", failures: 1 });
+
+  it("when the extension names a slot and its last operation succeeded, that slot is served and the other is the target", () => {
+    expect(resolveSlots({ base: BASE, named: A, provisioningState: "Succeeded", slots: { [A]: done(A), [B]: empty(B) } })).toEqual({ served: A, target: B, reason: "NamedSlot" });
+    expect(resolveSlots({ base: BASE, named: B, provisioningState: "Succeeded", slots: { [A]: done(A), [B]: done(B) } })).toEqual({ served: B, target: A, reason: "NamedSlot" });
+  });
+
+  it("when the named slot's rollout failed (pending, Failed) and the other was rolled out, Helm kept serving the other: it is served, the failed one is the target", () => {
+    expect(resolveSlots({ base: BASE, named: B, provisioningState: "Failed", slots: { [A]: done(A), [B]: pending(B) } })).toEqual({ served: A, target: B, failedRollout: B, reason: "FailedRolloutRolledBack" });
+    expect(resolveSlots({ base: BASE, named: B, provisioningState: "Canceled", slots: { [A]: done(A), [B]: pending(B) } })).toMatchObject({ served: A, target: B });
+  });
+
+  it("when the named slot's rollout failed and nothing else was ever rolled out, nothing is known served and the other slot is the target (a real change)", () => {
+    expect(resolveSlots({ base: BASE, named: A, provisioningState: "Failed", slots: { [A]: pending(A), [B]: empty(B) } })).toEqual({ target: B, failedRollout: A, reason: "FailedRolloutNothingServed" });
+  });
+
+  it("when the extension failed for another reason (the named slot was rolled out before), the named slot is still served", () => {
+    expect(resolveSlots({ base: BASE, named: A, provisioningState: "Failed", slots: { [A]: done(A), [B]: pending(B) } })).toEqual({ served: A, target: B, reason: "NamedSlot" });
+  });
+
+  it("when the extension names a secret that is not a slot, it is served, and the target is a free slot, else one never rolled out, else the one expiring first, else -a", () => {
+    const named = "hand-made";
+    const at = (slots: Record<string, StoredSecret | undefined>) => resolveSlots({ base: BASE, named, provisioningState: "Succeeded", slots }).target;
+    expect(resolveSlots({ base: BASE, named, provisioningState: "Succeeded", slots: { [A]: empty(A), [B]: empty(B) } })).toEqual({ served: named, target: A, reason: "NotASlot" });
+    expect(at({ [A]: done(A), [B]: undefined })).toBe(B);
+    expect(at({ [A]: done(A), [B]: pending(B) })).toBe(B);
+    expect(at({ [A]: pending(A), [B]: done(B) })).toBe(A);
+    expect(at({ [A]: done(A, newer), [B]: done(B, issued) })).toBe(B);
+    expect(at({ [A]: done(A, issued), [B]: done(B, newer) })).toBe(A);
+    expect(at({ [A]: done(A), [B]: done(B) })).toBe(A);
+  });
+
+  it("when the extension names nothing, nothing is served and the first free slot is the target", () => {
+    expect(resolveSlots({ base: BASE, provisioningState: "Succeeded", slots: { [A]: undefined, [B]: undefined } })).toEqual({ target: A, reason: "NothingNamed" });
+    expect(resolveSlots({ base: BASE, provisioningState: "Succeeded", slots: { [A]: done(A), [B]: empty(B) } })).toEqual({ target: B, reason: "NothingNamed" });
   });
 });
