@@ -235,22 +235,27 @@ describe("Azure references", () => {
 });
 
 describe("per-target settings", () => {
-  it("secretName is trimmed, may be one character or 45, not 46, and is a DNS-1123 label", () => {
+  it("secretName is trimmed, may be one character or 61 (a slot suffix -a/-b is appended), not 62, and is a DNS-1123 label; in versioned mode at most 45", () => {
     expect(withTarget({ secretName: " aml-tls " }).config?.targets[0]!.secretName).toBe("aml-tls");
     expect(withTarget({ secretName: "a" }).problems).toEqual([]);
-    expect(withTarget({ secretName: "a".repeat(45) }).problems).toEqual([]);
-    expect(withTarget({ secretName: "a".repeat(46) }).problems).toEqual(["targets[0].secretName: must be at most 45 characters (a version suffix is appended)"]);
+    expect(withTarget({ secretName: "a".repeat(61) }).problems).toEqual([]);
+    expect(withTarget({ secretName: "a".repeat(62) }).problems).toEqual(["targets[0].secretName: must be at most 61 characters (a slot suffix -a/-b is appended)"]);
+    expect(withTarget({ secretName: "a".repeat(45), secretMode: "versioned" }).problems).toEqual([]);
+    expect(withTarget({ secretName: "a".repeat(46), secretMode: "versioned" }).problems).toEqual([
+      "targets[0].secretName: must be at most 45 characters in versioned mode (a version suffix -yyyymmdd-xxxxxxxx is appended)",
+    ]);
     for (const bad of ["aml-tls_", "_aml-tls", "Aml-tls", "aml-", "-aml"]) {
       expect(withTarget({ secretName: bad }).problems).toEqual(["targets[0].secretName: must be a DNS-1123 label (lower case letters, digits, '-')"]);
     }
   });
 
-  it("secretMode may be versioned or fixed per target, and secretModeOf prefers it over renewal.secretMode", () => {
+  it("secretMode may be slots, versioned or fixed per target, and secretModeOf prefers it over renewal.secretMode", () => {
     const cfg = load({ renewal: { secretMode: "fixed" }, targets: [target({ secretMode: "versioned" }), target({ fqdn: "api.contoso.test", secretName: "api-tls", extension: extension("aks2") })] }).config!;
     expect(secretModeOf(cfg, cfg.targets[0]!)).toBe("versioned");
     expect(secretModeOf(cfg, cfg.targets[1]!)).toBe("fixed");
     expect(withTarget({ secretMode: "fixed" }).config?.targets[0]!.secretMode).toBe("fixed");
-    expect(withTarget({ secretMode: "sometimes" }).problems).toEqual(['targets[0].secretMode: Invalid option: expected one of "versioned"|"fixed"']);
+    expect(withTarget({ secretMode: "slots" }).config?.targets[0]!.secretMode).toBe("slots");
+    expect(withTarget({ secretMode: "sometimes" }).problems).toEqual(['targets[0].secretMode: Invalid option: expected one of "slots"|"versioned"|"fixed"']);
   });
 
   it("expectedAddress is trimmed; manageRecord defaults to false", () => {
@@ -476,7 +481,7 @@ describe("the whole schema", () => {
       azure: { cloud: "AzurePublicCloud", requestTimeout: 30_000, maxRetries: 4, maxRetryAfter: 60_000 },
       kubernetesApi: { requestTimeout: 30_000, maxRetries: 4, maxRetryAfter: 30_000 },
       dns: { propagationTimeout: 600_000, propagationInterval: 5000, propagationSettle: 0, txtTtl: 60, queryTimeout: 2000, queryTries: 2 },
-      renewal: { secretMode: "versioned", keepPrevious: 1, concurrency: 8 },
+      renewal: { secretMode: "slots", keepPrevious: 1, concurrency: 8 },
       extension: { lroTimeout: 1_800_000, pollInterval: 10_000 },
       verify: { port: 443, timeout: 300_000, interval: 5000, probeTimeout: 10_000 },
       daemon: { schedule: "0 */6 * * *", jitter: 1_800_000, listen: "0.0.0.0:9464", runAtStart: true },

@@ -48,7 +48,7 @@ describe("loadConfig", () => {
   it("when the file is minimal, fills every default", () => {
     const { config } = load(yamlOf({ acme: { accountKey: { file: "/k" } }, targets: [target()] }));
     expect(config.acme.keyType).toBe("rsa2048");
-    expect(config.renewal.secretMode).toBe("versioned");
+    expect(config.renewal.secretMode).toBe("slots");
     expect(config.dns.propagationTimeout).toBe(600_000);
     expect(config.azure.cloud).toBe("AzurePublicCloud");
     expect(directoryUrl(config)).toBe("https://acme-v02.api.letsencrypt.org/directory");
