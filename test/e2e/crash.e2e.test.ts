@@ -276,3 +276,54 @@ describe(`crash injection: SIGKILL at ${POINTS.length} step boundaries, then a r
     });
   }
 });
+
+describe("rate-limit discipline against the CA (through the ACME front)", () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness({ acmeFront: true, pebbleEnv: { PEBBLE_AUTHZREUSE: "0", PEBBLE_WFE_NONCEREJECT: "0" } });
+  });
+  beforeEach(async () => {
+    await h.reset();
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it("when the CA answers an order 429 with a Retry-After of an hour, the run fails with retryAt; the next run orders nothing and is skipped RateLimited (exit 0); --force orders", async () => {
+    await h.seedCertificateInPlace({ name: "aml-tls-a", notBefore: new Date(Date.now() - 61 * DAY), notAfter: new Date(Date.now() + 29 * DAY) });
+    h.seedAccountKey();
+    const config = h.writeConfig({}, "rate-limit.yaml");
+    const front = h.acmeFront!;
+    const unhook = front.hook((req) =>
+      req.kind === "newOrder"
+        ? { status: 429, headers: { "Retry-After": "3600", "Content-Type": "application/problem+json" }, body: { type: "urn:ietf:params:acme:error:rateLimited", detail: "too many new orders recently" } }
+        : undefined,
+    );
+    const orders0 = front.orders().filter((o) => o.fault !== "before").length;
+    const limited = await h.runCli(["renew", "--config", config]);
+    unhook();
+
+    const failed = result(limited);
+    expect({ code: limited.code, action: failed.action }).toEqual({ code: 3, action: "failed" });
+    const error = failed.error as { code: string; retryAt?: string };
+    expect(error.code).toBe("ACME_RATE_LIMITED");
+    expect(Date.parse(error.retryAt!)).toBeGreaterThan(Date.now() + 3_000_000);
+    const kubeApi = h.clusters[0]!.kube;
+    const history = () => JSON.parse((kubeApi.store.peek("configmaps", NS, "amlcert-history")?.data as Record<string, string>)[FQDN]!) as Record<string, unknown>;
+    expect(history()).toMatchObject({ retryNotBefore: error.retryAt, consecutiveFailures: 1, lastError: { code: "ACME_RATE_LIMITED", retryAt: error.retryAt } });
+    // the refused order was not issued: it is not counted against the duplicate-certificate limit
+    expect(history().issued).toBeUndefined();
+
+    const skipped = await h.runCli(["renew", "--config", config]);
+    expect({ code: skipped.code, action: result(skipped).action, reason: result(skipped).reason }).toEqual({ code: 0, action: "skipped", reason: "RateLimited" });
+    expect(front.orders().filter((o) => o.fault !== "before").length - orders0).toBe(0);
+    expect(history()).toMatchObject({ retryNotBefore: error.retryAt, consecutiveFailures: 1 });
+
+    const forced = await h.runCli(["renew", "--config", config, "--force"]);
+    expect({ code: forced.code, action: result(forced).action }).toEqual({ code: 0, action: "renewed" });
+    expect(history().retryNotBefore).toBeUndefined();
+    expect(history().consecutiveFailures).toBe(0);
+  });
+});
+

@@ -84,9 +84,10 @@ function journaledWorld(): JournaledWorld {
     propagationIntervalMs: 2_000,
     clock: w.clock,
     logger: log.logger,
+    // as compose.ts: a journal write that fails is a warning, never the order's failure
     journal: {
-      placing: (h) => journal.change(journalChanges.txtPlacing(entry(h), HOLDER)).then(() => undefined),
-      removed: (h) => journal.change(journalChanges.txtRemoved(entry(h))).then(() => undefined),
+      placing: (h) => journal.change(journalChanges.txtPlacing(entry(h), HOLDER)).then(() => undefined, () => log.logger.warn({}, "journal write failed")),
+      removed: (h) => journal.change(journalChanges.txtRemoved(entry(h))).then(() => undefined, () => log.logger.warn({}, "journal write failed")),
     },
   });
   w.deps.source = createAcmeSource({ acme: () => w.acme, solver, generateKey: w.keys.generate });
@@ -246,6 +247,29 @@ describe("a run with a journal", () => {
 
     expect(r.action).toBe("renewed");
     expect(w.log.messages("warn")).toContain("could not read the run journal; a crashed run's leftovers (if any) are not cleaned up by this run");
+  });
+});
+
+describe("a run whose journal cannot be written", () => {
+  it("when every history write fails, still orders, stores and rolls out the new certificate, warning at each journal step", async () => {
+    const w = journaledWorld();
+    inPlace(w, "azureml-tls-old", due);
+    w.acme.chainPem = issued.chainPem;
+    w.keys.key = issued.keyPem;
+    w.store.failWrites = Number.POSITIVE_INFINITY;
+
+    const r = await renewTarget(w.deps, settings());
+
+    expect(r).toMatchObject({ action: "renewed", serial: issued.serialNumber, extensionUpdated: true });
+    expect(w.extension.state.configurationSettings.sslSecret).toBe(r.secret);
+    expect(w.store.h).toBeUndefined();
+    expect(w.log.messages("warn")).toEqual(
+      expect.arrayContaining([
+        "could not record the order in the run journal; ordering without the duplicate-certificate check",
+        "journal write failed",
+        "could not record the stored secret in the run journal",
+      ]),
+    );
   });
 });
 
