@@ -153,7 +153,7 @@ export function createApp(input: AppInput): App {
     ...(config.azure.tokenScope ? { tokenScope: config.azure.tokenScope } : {}),
   });
   const requests = input.metrics?.requests;
-  const azure = createAzureCredential({ cloud, env: input.env, logger, requests });
+  const azure = createAzureCredential({ cloud, env: input.env, logger, requests, requestTimeoutMs: config.azure.requestTimeout });
   const lookup = createDnsLookup({ timeoutMs: config.dns.queryTimeout, tries: config.dns.queryTries });
   const tlsProbe = createTlsProbe({ caPem: readTrustBundle(config.verify.trustBundleFile), timeoutMs: config.verify.probeTimeout });
   // sign in once per process and log who we are; a failure is not kept, so a daemon's next run tries again

@@ -28,7 +28,7 @@ import type { Logger } from "pino";
 import { AmlcertError } from "../errors.js";
 import type { RequestObserver } from "../ports.js";
 import { isMicrosoftAuthorityHost, type ResolvedCloud } from "./cloud.js";
-import { observerClientOptions } from "./request-policy.js";
+import { observerClientOptions, tryTimeoutPolicy } from "./request-policy.js";
 
 export type IdentityMethod = "service-principal" | "workload-identity" | "managed-identity" | "azure-cli";
 
@@ -58,7 +58,11 @@ export interface CreateAzureCredentialOptions {
   /** told the status of every token request (Entra ID, or IMDS for a managed identity) or "error"
    * (amlcert_requests_total{system="entra"}); the Azure CLI runs `az` and makes no request of its own */
   requests?: RequestObserver;
+  /** bound on each try of a token request (azure.requestTimeout; default 30 s); the SDK retries a timed-out try */
+  requestTimeoutMs?: number;
 }
+
+const DEFAULT_TOKEN_REQUEST_TIMEOUT_MS = 30_000;
 
 interface Candidate {
   method: IdentityMethod;
@@ -137,7 +141,17 @@ export function createAzureCredential(opts: CreateAzureCredentialOptions): Azure
   const authorityHost =
     cloud.authorityHostSource === "override" ? cloud.authorityHost : (get("AZURE_AUTHORITY_HOST")?.replace(/\/+$/, "") ?? cloud.authorityHost);
   const disableInstanceDiscovery = !isMicrosoftAuthorityHost(authorityHost);
-  const common = { authorityHost, disableInstanceDiscovery, ...observerClientOptions("entra", opts.requests) };
+  // every token request has a per-try timeout (a hung Entra ID or IMDS must not hold the run), then the observer
+  // MSAL reports a failed request in its own words (endpoints_resolution_error, network_error): the timeout seen
+  // during a sign-in is added to its message
+  let timedOut: Error | undefined;
+  const pipeline = (service: string) => ({
+    additionalPolicies: [
+      tryTimeoutPolicy(service, opts.requestTimeoutMs ?? DEFAULT_TOKEN_REQUEST_TIMEOUT_MS, "azure.requestTimeout", (e) => (timedOut = e)),
+      ...(observerClientOptions("entra", opts.requests).additionalPolicies ?? []),
+    ],
+  });
+  const common = { authorityHost, disableInstanceDiscovery, ...pipeline("Entra ID") };
 
   const selectionRaw = get("AZURE_TOKEN_CREDENTIALS");
   let allowed: IdentityMethod[] | undefined;
@@ -207,7 +221,7 @@ export function createAzureCredential(opts: CreateAzureCredentialOptions): Azure
       ...(clientId ? { clientId } : {}),
       sendProbeRequest: true,
       retryOptions: { maxRetries: 5, retryDelayInMs: 800 },
-      ...observerClientOptions("entra", opts.requests),
+      ...pipeline("the managed identity endpoint"),
     };
     return {
       method: "managed-identity",
@@ -264,10 +278,13 @@ export function createAzureCredential(opts: CreateAzureCredentialOptions): Azure
 
   const credential: TokenCredential = {
     async getToken(scopes, options) {
+      timedOut = undefined;
       try {
         return await inner.getToken(scopes, options);
       } catch (err) {
-        throw toAuthError(err);
+        const e = toAuthError(err);
+        if (timedOut === undefined || e.message.includes(timedOut.message)) throw e;
+        throw new AmlcertError(e.code, e.stage, `${e.message} (${timedOut.message})`, { cause: e.cause, details: { ...e.details, timeout: true } });
       }
     },
   };

@@ -320,6 +320,60 @@ export function armRetryPolicy(retry: Partial<ArmRetryOptions> = {}, timing: Ret
   };
 }
 
+/** A try that ran past its bound (`tryTimeoutPolicy`). `code` ETIMEDOUT lets the SDK's own retry policy retry it. */
+export class RequestTimeoutError extends Error {
+  override readonly name = "RequestTimeoutError";
+  readonly code = "ETIMEDOUT";
+  constructor(
+    message: string,
+    readonly timeoutMs: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A per-try timeout and nothing else, for clients whose SDK retries on its own (the Entra ID token requests of
+ * @azure/identity): a try still running after `timeoutMs` is aborted and fails with RequestTimeoutError, which the
+ * SDK's retry policy treats as a system error (ETIMEDOUT) and retries within its own bound.
+ */
+export function tryTimeoutPolicy(service: string, timeoutMs: number, setting: string, onTimeout?: (err: RequestTimeoutError) => void): PolicyConfig {
+  return {
+    position: "perRetry",
+    policy: {
+      name: `amlcertTryTimeout-${service}`,
+      async sendRequest<Req, Res extends { status: number }>(req: Req, next: (request: Req) => Promise<Res>): Promise<Res> {
+        const request = req as unknown as RequestLike;
+        const outer = request.abortSignal;
+        const abort = new AbortController();
+        let timedOut = false;
+        const timer = setTimeout(() => {
+          timedOut = true;
+          abort.abort();
+        }, timeoutMs);
+        const onOuterAbort = () => abort.abort();
+        outer?.addEventListener("abort", onOuterAbort, { once: true });
+        if (outer?.aborted) abort.abort();
+        request.abortSignal = abort.signal;
+        try {
+          return await next(req);
+        } catch (err) {
+          if (timedOut && !outer?.aborted) {
+            const timeout = new RequestTimeoutError(`${service} did not answer ${request.method} ${pathOf(request.url)} within ${Math.round(timeoutMs / 100) / 10} s (${setting})`, timeoutMs);
+            onTimeout?.(timeout);
+            throw timeout;
+          }
+          throw err;
+        } finally {
+          clearTimeout(timer);
+          outer?.removeEventListener("abort", onOuterAbort);
+          request.abortSignal = outer;
+        }
+      },
+    },
+  };
+}
+
 /**
  * The options of an ARM SDK client that bound and retry its requests with `armRetryPolicy` (the SDK's own retry off)
  * and, with an observer, count every try.

@@ -1,5 +1,7 @@
 import { writeFileSync } from "node:fs";
-import { request } from "node:https";
+import type { ServerResponse } from "node:http";
+import { createServer as createHttpsServer, request } from "node:https";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { createAzureDnsZone } from "../../src/azure-dns/azure-dns-zone.js";
@@ -183,5 +185,29 @@ describe("cloud presets", () => {
     expect(isMicrosoftAuthorityHost("https://login.chinacloudapi.cn/")).toBe(true);
     expect(isMicrosoftAuthorityHost("https://127.0.0.1:8443")).toBe(false);
     expect(isMicrosoftAuthorityHost("https://login.microsoftonline.com.evil.example")).toBe(false);
+  });
+});
+
+describe("a hung Entra ID (issue 7)", () => {
+  test("when Entra ID never answers, the request is given up after azure.requestTimeout and the sign-in fails with AZURE_AUTH naming the request and the bound", async () => {
+    const held: ServerResponse[] = [];
+    const hung = createHttpsServer({ cert: fx.pki.certPem, key: fx.pki.keyPem }, (_req, res) => void held.push(res));
+    await new Promise<void>((resolve) => hung.listen(0, "127.0.0.1", resolve));
+    const authority = `https://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+    try {
+      const cloud = resolveCloud("AzurePublicCloud", { resourceManagerEndpoint: fx.arm.url, authorityHost: authority });
+      const azure = createAzureCredential({ cloud, env: fx.spEnv, logger: fx.logger, requestTimeoutMs: 300 });
+      const err = await amlcertFailure(azure.identity());
+      expect(err.code).toBe("AZURE_AUTH");
+      expect(err.message).toBe(
+        `Azure sign-in with service principal ${SP.clientId} in tenant ${TENANT} (from AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET) failed: endpoints_resolution_error: See https://aka.ms/msal.js.errors#endpoints_resolution_error for details (Entra ID did not answer GET /${TENANT}/v2.0/.well-known/openid-configuration within 0.3 s (azure.requestTimeout))`,
+      );
+      expect(err.details).toMatchObject({ timeout: true });
+      expect(held.length).toBe(1);
+    } finally {
+      for (const res of held) res.destroy();
+      hung.closeAllConnections();
+      await new Promise<void>((resolve) => hung.close(() => resolve()));
+    }
   });
 });
