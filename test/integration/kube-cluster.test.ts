@@ -195,6 +195,18 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
     expect(svc.message).toContain('"get" on services "some-other-service"');
   });
 
+  it("when a secret is missing and the Role may not create it (403), the error names the secret and says to apply the manifests in deploy/", async () => {
+    const fault = kube.faults.add({ method: "POST", pathIncludes: "/namespaces/azureml/secrets", status: 403 });
+    try {
+      const err = await amlcertFailure(cluster.writeSecret({ name: "tls-slot-a", data: { "cert.pem": Buffer.from("c") }, labels: {}, annotations: {}, expectedResourceVersion: "" }));
+      expect(err).toMatchObject({ code: "KUBE_FORBIDDEN", stage: "store" });
+      expect(err.message).toMatch(/^secret "tls-slot-a" does not exist in namespace "azureml" and amlcert may not create it \(403 Forbidden\): apply the manifests in deploy\//);
+      expect(err.details).toMatchObject({ secret: "tls-slot-a", namespace: NS, verb: "create" });
+    } finally {
+      fault.remove();
+    }
+  });
+
   it("when the namespace does not exist, creating the secret fails with KUBE_NOT_FOUND naming the namespace", async () => {
     const err = await amlcertFailure(makeCluster(adminSource, { namespace: "no-azureml-here" }).writeSecret({ name: "x", data: {}, labels: {}, annotations: {} }));
     expect(err.code).toBe("KUBE_NOT_FOUND");
