@@ -217,7 +217,7 @@ export function armRetryPolicy(retry: Partial<ArmRetryOptions> = {}, timing: Ret
   const o = { ...ARM_RETRY_DEFAULTS, ...Object.fromEntries(Object.entries(retry).filter(([, v]) => v !== undefined)) } as Required<Omit<ArmRetryOptions, "onRetry">> & ArmRetryOptions;
   const sleep = timing.sleep ?? defaultSleep;
   const random = timing.random ?? Math.random;
-  const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+  const seconds = (ms: number) => (ms < 100 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`);
   return {
     position: "perRetry",
     policy: {
