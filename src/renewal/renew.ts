@@ -1,15 +1,20 @@
 /**
- * The renewal use case for one endpoint, top to bottom:
+ * The renewal use case for one endpoint, top to bottom (every state a run can leave, and what the next run does from
+ * it: docs/state-machine.md):
  *
+ *   preflight read-only, before the Lease: the extension is the Azure ML one with TLS on (a refusal writes nothing:
+ *             no Lease, no Event, no history); a busy extension is waited for, bounded, or the run is skipped
  *   lock      the cluster's Lease, so no other run changes what we plan on
- *   inspect   the extension, the secret it names, azureml-fe; the renewal decision with a named reason (./plan.ts)
+ *   inspect   the extension, the secret it serves (slots mode: which of <secretName>-a/-b, and the other one, where
+ *             the next certificate goes), azureml-fe; the renewal decision with a named reason (./plan.ts)
  *   dns       does the FQDN resolve to azureml-fe? (a warning before issuing; manageRecord fixes it)
  *   in place  nothing to renew: re-drive a failed extension operation, confirm azureml-fe serves the certificate
  *   obtain    the version in place again when its rollout failed, a stored version never rolled out, or a new
- *             certificate from the source, validated, stored
- *   roll out  point the extension's sslSecret at it and wait for the operation
+ *             certificate from the source, validated, stored (slots mode: into the slot not served)
+ *   roll out  point sslSecret and scoringFe.sslSecret at it and wait for the operation; only a Succeeded
+ *             operation is a rollout (a rejected one points the extension back at the certificate served)
  *   verify    the FQDN resolves to azureml-fe; azureml-fe serves the new serial over TLS 1.2
- *   prune     only after both checks pass
+ *   prune     only after both checks pass (versioned mode; slots keep the other slot as the rollback target)
  *
  * Nothing before `store` writes anything but our own TXT values (always removed again). A failure up to and
  * including the rollout leaves the previous certificate in place and served. The run never throws: it returns a
