@@ -5,7 +5,7 @@ import type { RenewDeps, RenewSettings } from "./deps.js";
 /** The likely cause when azureml-fe keeps serving another certificate. */
 export function servingHint(s: RenewSettings, extensionUpdated: boolean): string {
   return s.secretMode === "fixed" && !extensionUpdated
-    ? "In fixed-name mode the extension PATCH changed nothing, so azureml-fe was not rolled; it does not reload a secret changed in place. Use secretMode: versioned."
+    ? "In fixed-name mode the extension PATCH changed nothing, so azureml-fe was not rolled; it does not reload a secret changed in place. Use secretMode: slots (the default)."
     : "If the old certificate keeps being served, the extension's protected settings scoringFe.sslCert/scoringFe.sslKey take precedence over sslSecret and must be removed once.";
 }
 
