@@ -406,6 +406,38 @@ describe("renewTarget: preflight", () => {
     expectZeroWrites(w);
   });
 
+  for (const [what, extension] of [
+    ["allowInsecureConnections=True", { configurationSettings: { allowInsecureConnections: "True" } }],
+    ["another extension type", { extensionType: "Microsoft.Flux" }],
+  ] as const) {
+    it(`when it refuses (${what}), the refusal is decided before the Lease and reaches no subscriber: no Event, no history, the outcome still exit 3`, async () => {
+      const w = world({ extension });
+      let lockTaken = 0;
+      w.deps.lock = { acquire: async () => (lockTaken++, new AbortController().signal), release: async () => undefined };
+      const seen: RenewalEvent[] = [];
+      w.deps.events = [...(w.deps.events ?? []), (e) => void seen.push(e)];
+
+      const r = await renewTarget(w.deps, settings());
+
+      expect(r).toMatchObject({ action: "failed", error: { stage: "preflight", exitCode: 3 } });
+      expect(lockTaken).toBe(0);
+      expect(seen).toEqual([]);
+      expect(w.kube.events).toEqual([]);
+      expectZeroWrites(w);
+    });
+  }
+
+  it("when the preflight fails for another reason (ARM unreachable), the failure reaches the subscribers as ever", async () => {
+    const w = world();
+    w.extension.failGet = new AmlcertError("AZURE_ERROR", "preflight", "ARM did not answer");
+    const seen: string[] = [];
+    w.deps.events = [...(w.deps.events ?? []), (e) => void seen.push(e.type)];
+    const r = await renewTarget(w.deps, settings());
+    expect(r).toMatchObject({ action: "failed", error: { code: "AZURE_ERROR" } });
+    expect(seen).toEqual(["run-started", "stage-started", "stage-finished", "run-finished"]);
+    expect(w.kube.events.map((e) => e.reason)).toEqual(["RenewalFailed"]);
+  });
+
   it("when the protected setting scoringFe.sslCert is present, inspection warns that it takes precedence (and writes nothing)", async () => {
     const w = world({ extension: { protectedSettingKeys: ["scoringFe.sslCert", "scoringFe.sslKey", "unrelated"] } });
     seedManaged(w, "azureml-tls-current", freshCert);
@@ -769,7 +801,7 @@ describe("renewTarget: verifying that azureml-fe serves the new certificate", ()
 
     expect(err).toMatchObject({ code: "TLS_OLD_CERT_SERVED", stage: "verify-tls", exitCode: 4 });
     expect(err.message).toContain(dueCert.serialNumber);
-    expect(err.message).toContain("secretMode: versioned");
+    expect(err.message).toContain("secretMode: slots");
     expect(secretContent(w, BASE)).toEqual({ cert: issued.chainPem, key: issued.keyPem });
     expect(w.extension.state.provisioningState).toBe("Succeeded");
   });
