@@ -211,3 +211,39 @@ describe("Key Vault certificate source", () => {
     expect(err.message).toContain("set source.keyVault.fetchIntermediates: true");
   });
 });
+
+describe("completing a leaf-only chain from the AIA URL", () => {
+  it("when the URL serves the issuer (DER), it is appended; when it serves another CA's certificate, 404s, or the leaf names no URL, the refusal says so", async () => {
+    const { createServer } = await import("node:http");
+    const { completeChain } = await import("../../src/sources/issuer-fetch.js");
+    const { derOf } = await import("../support/source-certs.js");
+    const other = await makeTestCa("unrelated");
+    const served: Record<string, Buffer> = { "/issuer.cer": derOf(intermediate.pem), "/other.cer": derOf(other.intermediate.pem) };
+    const server = createServer((req, res) => {
+      const body = served[req.url ?? ""];
+      if (!body) return void res.writeHead(404).end();
+      res.writeHead(200, { "content-type": "application/pkix-cert" }).end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const now = Date.now();
+      const leafWith = async (url?: string) => {
+        const l = await makeSourceLeaf(intermediate, { names: NAMES, notBefore: new Date(now - days(1)), notAfter: new Date(now + days(30)), caIssuersUrl: url });
+        return { chain: [l.leafPem], missingIssuer: { subject: `CN=${NAMES[0]}`, issuer: "CN=kv intermediate", caIssuersUrls: url ? [url] : [] }, unrelated: 0 };
+      };
+      const fetcher = httpIssuerFetcher(5_000);
+      const good = await completeChain(await leafWith(`${base}/issuer.cer`), fetcher, "certificate c");
+      expect(good.map((p) => new X509Certificate(p).subject)).toEqual([`CN=${NAMES[0]}`, "CN=kv intermediate"]);
+      const wrong = await failure(completeChain(await leafWith(`${base}/other.cer`), fetcher, "certificate c"));
+      expect(wrong.code).toBe("CERT_INVALID");
+      expect(wrong.message).toBe(`certificate c holds only the leaf, and its issuer (CN=kv intermediate) could not be fetched: ${base}/other.cer served CN=unrelated intermediate, which did not issue the leaf`);
+      const missing = await failure(completeChain(await leafWith(`${base}/gone.cer`), fetcher, "certificate c"));
+      expect(missing.message).toBe(`certificate c holds only the leaf, and its issuer (CN=kv intermediate) could not be fetched: ${base}/gone.cer: ${base}/gone.cer answered 404`);
+      const none = await failure(completeChain(await leafWith(), fetcher, "certificate c"));
+      expect(none.message).toBe("certificate c holds only the leaf, and the leaf names no caIssuers URL to fetch its issuer (CN=kv intermediate) from; store the certificate with its chain");
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
