@@ -309,7 +309,7 @@ describe("renewTarget: first issuance (the extension names no sslSecret)", () =>
 describe("renewTarget: the issued certificate is validated before anything is written", () => {
   const cases: { when: string; arrange: (w: FakeWorld) => void; mentions: RegExp }[] = [
     { when: "the chain's key does not match the generated key", arrange: (w) => caIssues(w, issued, issued.chainPem, otherKeyCert.keyPem), mentions: /does not match/ },
-    { when: "the chain is in the wrong order", arrange: (w) => caIssues(w, issued, intermediate.pem + issued.leafPem), mentions: /not signed by certificate #2/ },
+    { when: "the chain is in the wrong order", arrange: (w) => caIssues(w, issued, intermediate.pem + issued.leafPem), mentions: /the certificates are out of order: the leaf \(CN=ml\.contoso\.test\) is certificate #2 and must come first/ },
     { when: "the chain lacks its intermediate", arrange: (w) => caIssues(w, issued, issued.leafPem), mentions: /only the leaf/ },
     { when: "the chain is garbage", arrange: (w) => caIssues(w, issued, "<html>502 Bad Gateway</html>"), mentions: /no PEM CERTIFICATE block/ },
     { when: "the chain's leaf is for another name", arrange: (w) => caIssues(w, wrongName), mentions: /does not cover ml\.contoso\.test/ },
