@@ -5,7 +5,10 @@
  * "restricted", the default Role names every Secret it touches and grants no list, watch or `*`, the objects that
  * Role cannot create are in the manifests (contract C1), and the NetworkPolicy lets out only DNS, the API and HTTPS.
  */
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { isMap, isSeq, parseAllDocuments, type YAMLMap } from "yaml";
 import { ROOT } from "../harness/harness.js";
@@ -320,5 +323,74 @@ describe("deploy/base/networkpolicy.yaml: egress to DNS, the Kubernetes API and 
       policyTypes: ["Ingress"],
       ingress: [{ ports: [{ protocol: "TCP", port: 9464 }] }],
     });
+  });
+});
+
+describe("deploy/azure/role-assignments.sh (against a stub az that records its arguments)", () => {
+  const SUB = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+  const OID = "0c8d6e4f-1a2b-4c3d-8e9f-a0b1c2d3e4f5";
+  const ZONE = `/subscriptions/${SUB}/resourceGroups/dns-rg/providers/Microsoft.Network/dnszones/contoso.com`;
+  const CLUSTER = `/subscriptions/${SUB}/resourceGroups/aks-rg/providers/Microsoft.ContainerService/managedClusters/aks-ml`;
+  const run = (mode: string, extra: Record<string, string> = {}) => {
+    const dir = mkdtempSync(join(tmpdir(), "amlcert-az-"));
+    try {
+      const log = join(dir, "az.log");
+      // one line per call, arguments separated by " | "; a custom role the list finds nothing of; role files copied
+      writeFileSync(
+        join(dir, "az"),
+        `#!/usr/bin/env bash\n(IFS='|'; echo "$*") >> "${log}"\nif [ "$1 $2" = "role definition" ] && [ "$3" = "create" ]; then cp "$5" "${dir}/role-$(wc -l < "${log}").json"; fi\n`,
+        { mode: 0o755 },
+      );
+      const r = spawnSync("bash", [`${ROOT}/deploy/azure/role-assignments.sh`, mode], {
+        env: { PATH: `${dir}:${process.env.PATH}`, PRINCIPAL_ID: OID, SUBSCRIPTION_ID: SUB, DNS_RG: "dns-rg", DNS_ZONE: "contoso.com", CLUSTER_RG: "aks-rg", CLUSTER_NAME: "aks-ml", ...extra },
+        encoding: "utf8",
+      });
+      const calls = existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : [];
+      const roles = readdirSync(dir).filter((f) => f.startsWith("role-")).map((f) => JSON.parse(readFileSync(join(dir, f), "utf8")) as { Name: string; AssignableScopes: string[] });
+      return { status: r.status, stderr: r.stderr, calls, roles };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  const assignment = (role: string, scope: string) => `role|assignment|create|--assignee-object-id|${OID}|--assignee-principal-type|ServicePrincipal|--role|${role}|--scope|${scope}|--output|none`;
+  const list = (name: string) => `role|definition|list|--custom-role-only|true|--name|${name}|--query|[].id|--output|tsv`;
+
+  it("zone: DNS Zone Contributor on the zone, and the custom extension role (created for this subscription) on the cluster", () => {
+    const r = run("zone");
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.calls.filter((c) => !c.startsWith("role|definition|create"))).toEqual([
+      assignment("DNS Zone Contributor", ZONE),
+      list("amlcert Azure ML extension updater"),
+      assignment("amlcert Azure ML extension updater", CLUSTER),
+    ]);
+    expect(r.roles.map((x) => [x.Name, x.AssignableScopes])).toEqual([["amlcert Azure ML extension updater", [`/subscriptions/${SUB}`]]]);
+  });
+
+  it("recordset: each _acme-challenge record set kept by a placeholder and given the record-set role, Reader on the zone, the extension role on the cluster", () => {
+    const r = run("recordset", { RECORDS: "ml scoring" });
+    expect(r.status, r.stderr).toBe(0);
+    const writer = "amlcert DNS-01 record set writer";
+    const placeholder = (name: string) => `network|dns|record-set|txt|add-record|--subscription|${SUB}|-g|dns-rg|-z|contoso.com|-n|${name}|-v|amlcert-placeholder|--output|none`;
+    expect(r.calls.filter((c) => !c.startsWith("role|definition|create"))).toEqual([
+      list(writer),
+      placeholder("_acme-challenge.ml"),
+      assignment(writer, `${ZONE}/TXT/_acme-challenge.ml`),
+      placeholder("_acme-challenge.scoring"),
+      assignment(writer, `${ZONE}/TXT/_acme-challenge.scoring`),
+      assignment("Reader", ZONE),
+      list("amlcert Azure ML extension updater"),
+      assignment("amlcert Azure ML extension updater", CLUSTER),
+    ]);
+    expect(r.roles.map((x) => [x.Name, x.AssignableScopes])).toEqual([
+      [writer, [`/subscriptions/${SUB}`]],
+      ["amlcert Azure ML extension updater", [`/subscriptions/${SUB}`]],
+    ]);
+  });
+
+  it("refuses to run without the identity, and with an unknown mode", () => {
+    expect(run("zone", { PRINCIPAL_ID: "" }).status).not.toBe(0);
+    const bad = run("everything");
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("usage:");
   });
 });
