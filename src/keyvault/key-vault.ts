@@ -13,7 +13,7 @@
  * Errors become AmlcertError: 401 AZURE_AUTH, 403 AZURE_FORBIDDEN (naming the role to assign and its scope), 404
  * AZURE_NOT_FOUND, 429 AZURE_THROTTLED, anything else AZURE_ERROR; stage "preflight" (the caller re-stages).
  */
-import type { TokenCredential } from "@azure/core-auth";
+import type { TokenCredential } from "@azure/identity";
 import type { CertificateClient, KeyVaultCertificateWithPolicy } from "@azure/keyvault-certificates";
 import type { SecretClient } from "@azure/keyvault-secrets";
 import { AmlcertError, type ErrorCode } from "../errors.js";

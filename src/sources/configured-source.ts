@@ -7,7 +7,7 @@ import type { Config, KubernetesSourceConfig, TargetConfig } from "../config/sch
 import { createKeyVault, type KeyVault } from "../keyvault/key-vault.js";
 import { vaultDnsSuffix, vaultUrlFor } from "../keyvault/vault-url.js";
 import type { CertificateSource, KubeCluster, RequestObserver } from "../ports.js";
-import type { TokenCredential } from "@azure/core-auth";
+import type { TokenCredential } from "@azure/identity";
 import { createKeyVaultSource } from "./key-vault-source.js";
 import { createKubeTlsSource } from "./kube-tls-source.js";
 import { httpIssuerFetcher, type IssuerFetcher } from "./issuer-fetch.js";
