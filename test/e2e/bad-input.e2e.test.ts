@@ -507,8 +507,8 @@ describe("bad input: what the CA answers (refused before any write, exit 3)", ()
     const line = result(run);
     expect(line).toMatchObject({ action: "failed", error });
     expect((line.error as { message: string }).message).toMatch(expected);
-    // the CA was asked (one order), and nothing it answered was written
-    expect(h.acmeFront!.orders().slice(m.orders)).toHaveLength(1);
+    // the CA was asked (one order created; a newOrder Pebble refused for its nonce is repeated), and nothing it answered was written
+    expect(h.acmeFront!.orders().slice(m.orders).filter((o) => o.status === 201)).toHaveLength(1);
     expect(secretWrites(h, m)).toEqual([]);
     expect(extensionPatches(h, m)).toEqual([]);
     expect(txtLeft(h)).toEqual([]);
@@ -645,5 +645,55 @@ describe("bad input: a CA that demands External Account Binding", () => {
     expect((line.error as { message: string }).message).toMatch(/; acme\.eab is set, but the CA did not accept the binding: check acme\.eab\.keyId and the key in acme\.eab\.hmacKeyFile$/);
     expect(run.stderr + run.stdout).not.toContain(wrongKey);
     expect(run.stderr + run.stdout).not.toContain(hmac);
+  });
+});
+
+describe("bad input: a broken pair in the served slot (slots mode, the default)", () => {
+  let h: Harness;
+  let config: string;
+
+  beforeAll(async () => {
+    h = await startHarness({ acmeFront: true, pebbleEnv: { PEBBLE_AUTHZREUSE: "0" } });
+    config = h.writeConfig({ acme: { accountKey: { secret: "amlcert-acme-account" } } }, "slots.yaml");
+  });
+  beforeEach(async () => {
+    await h.reset();
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  /** Slot a holds `data` and is served (the extension names it), as after an earlier renewal someone edited it. */
+  async function servedSlotA(data: Record<string, string | Buffer>) {
+    const slot = h.clusters[0]!.kube.getSecretObject("azureml", `${SECRET}-a`);
+    h.clusters[0]!.kube.putSecret("azureml", `${SECRET}-a`, data, { labels: slot?.metadata.labels, annotations: slot?.metadata.annotations });
+    await h.seedExtension({ sslSecret: `${SECRET}-a` });
+  }
+
+  it("plan names the slot and the reason, and writes nothing", async () => {
+    const c = await h.makeCertificate({ notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 89 * DAY) });
+    const [leaf, intermediate] = pemBlocks(c.chainPem);
+    await servedSlotA({ "cert.pem": intermediate!.pem + leaf!.pem, "key.pem": c.keyPem });
+    const m = mark(h);
+    const run = await h.runCli(["plan", "--config", config]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(result(run)).toMatchObject({ action: "renew", reason: "ChainIncomplete" });
+    expect(String(result(run).message)).toMatch(new RegExp(`^secret ${SECRET}-a: cert\\.pem: the certificates are out of order: the leaf \\(CN=${FQDN.replace(/\./g, "\\.")}\\) is certificate #2`));
+    expectNoWrites(h, m, run);
+  });
+
+  it("renew writes a sound pair to the other slot, points the extension at it and azureml-fe serves it; the broken slot is not written", async () => {
+    const c = await h.makeCertificate({ notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 89 * DAY) });
+    await servedSlotA({ "cert.pem": "garbage", "key.pem": c.keyPem });
+    const before = h.clusters[0]!.kube.getSecret("azureml", `${SECRET}-a`);
+    const run = await h.runCli(["renew", "--config", config]);
+    expect(run.code, run.stderr).toBe(0);
+    const line = result(run);
+    expect(line).toMatchObject({ action: "renewed", reason: "SecretUnparsable", secret: `${SECRET}-b`, servingOk: true });
+    expect(h.arm.getExtension(h.clusters[0]!.extension)!.configurationSettings.sslSecret).toBe(`${SECRET}-b`);
+    const stored = h.clusters[0]!.kube.getSecret("azureml", `${SECRET}-b`)!;
+    expect(inspectPair(stored["cert.pem"], stored["key.pem"], [FQDN]).problems).toEqual([]);
+    expect(h.clusters[0]!.fe.servedSerial()).toBe(line.serial);
+    expect(h.clusters[0]!.kube.getSecret("azureml", `${SECRET}-a`)).toEqual(before);
   });
 });
