@@ -144,10 +144,11 @@ export function createAzureCredential(opts: CreateAzureCredentialOptions): Azure
   // every token request has a per-try timeout (a hung Entra ID or IMDS must not hold the run), then the observer
   // MSAL reports a failed request in its own words (endpoints_resolution_error, network_error): the timeout seen
   // during a sign-in is added to its message
-  let timedOut: Error | undefined;
+  const seen: { timeout?: Error } = {};
+  const timeoutSeen = (): Error | undefined => seen.timeout;
   const pipeline = (service: string) => ({
     additionalPolicies: [
-      tryTimeoutPolicy(service, opts.requestTimeoutMs ?? DEFAULT_TOKEN_REQUEST_TIMEOUT_MS, "azure.requestTimeout", (e) => (timedOut = e)),
+      tryTimeoutPolicy(service, opts.requestTimeoutMs ?? DEFAULT_TOKEN_REQUEST_TIMEOUT_MS, "azure.requestTimeout", (e) => (seen.timeout = e)),
       ...(observerClientOptions("entra", opts.requests).additionalPolicies ?? []),
     ],
   });
@@ -278,13 +279,14 @@ export function createAzureCredential(opts: CreateAzureCredentialOptions): Azure
 
   const credential: TokenCredential = {
     async getToken(scopes, options) {
-      timedOut = undefined;
+      seen.timeout = undefined;
       try {
         return await inner.getToken(scopes, options);
       } catch (err) {
         const e = toAuthError(err);
-        if (timedOut === undefined || e.message.includes(timedOut.message)) throw e;
-        throw new AmlcertError(e.code, e.stage, `${e.message} (${timedOut.message})`, { cause: e.cause, details: { ...e.details, timeout: true } });
+        const timeout = timeoutSeen();
+        if (timeout === undefined || e.message.includes(timeout.message)) throw e;
+        throw new AmlcertError(e.code, e.stage, `${e.message} (${timeout.message})`, { cause: e.cause, details: { ...e.details, timeout: true } });
       }
     },
   };
