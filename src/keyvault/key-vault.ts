@@ -12,13 +12,15 @@
  *
  * Errors become AmlcertError: 401 AZURE_AUTH, 403 AZURE_FORBIDDEN (naming the role to assign and its scope), 404
  * AZURE_NOT_FOUND, 429 AZURE_THROTTLED, anything else AZURE_ERROR; stage "preflight" (the caller re-stages).
+ * Bounded: 30 s per try, 3 retries (the SDK's, exponential up to 10 s), and a Retry-After over 60 s ends the call
+ * at once with AZURE_THROTTLED (the SDK alone would sleep as long as Key Vault asks).
  */
 import type { TokenCredential } from "@azure/identity";
 import type { CertificateClient, KeyVaultCertificateWithPolicy } from "@azure/keyvault-certificates";
 import type { SecretClient } from "@azure/keyvault-secrets";
 import { AmlcertError, type ErrorCode } from "../errors.js";
 import type { RequestObserver } from "../ports.js";
-import { observerClientOptions } from "../azure/request-policy.js";
+import { observerClientOptions, retryAfterMs, type PolicyConfig } from "../azure/request-policy.js";
 
 export interface KeyVaultCertificate {
   name: string;
@@ -57,6 +59,36 @@ export interface CreateKeyVaultOptions {
   timeoutMs?: number;
 }
 
+/** The longest Retry-After from Key Vault that a run waits (the SDK's own retry would wait any length). */
+export const KEY_VAULT_MAX_RETRY_AFTER_MS = 60_000;
+
+/** Key Vault throttled with a Retry-After longer than a run waits. */
+class KeyVaultThrottledError extends Error {
+  override readonly name = "KeyVaultThrottledError";
+  constructor(
+    readonly status: number,
+    readonly retryAfterMs: number,
+  ) {
+    super(`Key Vault answered ${status} and asked to retry after ${Math.round(retryAfterMs / 1000)} s, longer than the ${KEY_VAULT_MAX_RETRY_AFTER_MS / 1000} s a run waits`);
+  }
+}
+
+/** Below the SDK's retry: a 429/503 whose Retry-After exceeds the cap ends the call at once instead of sleeping. */
+const retryAfterCap: PolicyConfig = {
+  position: "perRetry",
+  policy: {
+    name: "amlcertKeyVaultRetryAfterCap",
+    async sendRequest(request, next) {
+      const response = await next(request);
+      if (response.status === 429 || response.status === 503) {
+        const ms = retryAfterMs((response as unknown as { headers: { get(name: string): string | undefined } }).headers);
+        if (ms !== undefined && ms > KEY_VAULT_MAX_RETRY_AFTER_MS) throw new KeyVaultThrottledError(response.status, ms);
+      }
+      return response;
+    },
+  },
+};
+
 interface RestErrorLike extends Error {
   statusCode?: number;
   code?: string;
@@ -70,7 +102,11 @@ const actionOf = (m: string) => /Action: '([^']+)'/.exec(m)?.[1];
 export function createKeyVault(opts: CreateKeyVaultOptions): KeyVault {
   const vaultUrl = opts.vaultUrl.replace(/\/+$/, "");
   const timeout = opts.timeoutMs ?? 30_000;
-  const clientOptions = { ...observerClientOptions("keyvault", opts.requests), retryOptions: { maxRetries: 3, maxRetryDelayInMs: 10_000 } };
+  // the cap first: the observer below it still counts the 429 it ends on
+  const clientOptions = {
+    additionalPolicies: [retryAfterCap, ...(observerClientOptions("keyvault", opts.requests).additionalPolicies ?? [])],
+    retryOptions: { maxRetries: 3, maxRetryDelayInMs: 10_000 },
+  };
   let certificates: Promise<CertificateClient> | undefined;
   let secrets: Promise<SecretClient> | undefined;
   const certificateClient = () =>
@@ -79,6 +115,12 @@ export function createKeyVault(opts: CreateKeyVaultOptions): KeyVault {
 
   const failure = (err: unknown, what: string, role: string): AmlcertError => {
     if (err instanceof AmlcertError) return err;
+    if (err instanceof KeyVaultThrottledError) {
+      return new AmlcertError("AZURE_THROTTLED", "preflight", `reading ${what}: ${err.message}`, {
+        cause: err,
+        details: { status: err.status, retryAfterMs: err.retryAfterMs, vaultUrl },
+      });
+    }
     if (!isRestError(err)) {
       const message = err instanceof Error ? err.message : String(err);
       return new AmlcertError("AZURE_ERROR", "preflight", `Key Vault ${vaultUrl}: reading ${what} failed: ${message}`, { cause: err });

@@ -134,6 +134,25 @@ describe("Key Vault adapter", () => {
     expect((await failure(vault.getSecret(CERT, version))).code).toBe("AZURE_NOT_FOUND");
   });
 
+  it("when Key Vault throttles with Retry-After 0, the SDK retries and the read succeeds; with a Retry-After over 60 s, it ends at once as AZURE_THROTTLED", async () => {
+    grantLeastPrivilege();
+    const version = await kv.putCertificate(CERT, { certsPem: rsa.leafPem, keyPem: rsa.keyPem, contentType: "application/x-pkcs12" });
+    await vault.getCertificate(CERT); // past the challenge
+    let mark = kv.requests.length;
+    kv.throttle({ retryAfterSeconds: 0 });
+    expect((await vault.getCertificate(CERT)).version).toBe(version);
+    expect(kv.requests.slice(mark).map((r) => r.status)).toEqual([429, 200]);
+    mark = kv.requests.length;
+    observed.length = 0;
+    kv.throttle({ retryAfterSeconds: 3600 });
+    const err = await failure(vault.getCertificate(CERT));
+    expect(err.code).toBe("AZURE_THROTTLED");
+    expect(err.message).toBe(`reading certificate ${CERT}: Key Vault answered 429 and asked to retry after 3600 s, longer than the 60 s a run waits`);
+    expect(err.details).toMatchObject({ status: 429, retryAfterMs: 3_600_000 });
+    expect(kv.requests.slice(mark).map((r) => r.status)).toEqual([429]);
+    expect(observed).toEqual(["keyvault 429"]);
+  });
+
   it("when the challenge names a resource the vault's host is not under, the SDK's check refuses to send a token and no token is asked for", async () => {
     grantLeastPrivilege();
     await kv.putCertificate(CERT, { certsPem: rsa.leafPem, keyPem: rsa.keyPem, contentType: "application/x-pkcs12" });

@@ -103,6 +103,8 @@ export interface KeyVaultServer {
   clearAssignments(): void;
   /** answer the challenge with this resource instead of https://vault.localhost (to see the SDK's check refuse it) */
   challengeResource: string;
+  /** answer the next `times` authenticated requests with 429 and this Retry-After (seconds), as Key Vault throttles */
+  throttle(o: { retryAfterSeconds: number; times?: number }): void;
   readonly requests: KeyVaultRequest[];
   /** everything back as started: no certificates, no role assignments, default challenge; the request log is kept */
   reset(): void;
@@ -147,6 +149,7 @@ export async function startKeyVaultServer(opts: KeyVaultServerOptions): Promise<
   const certificates = new Map<string, StoredVersion[]>();
   let assignments: RoleAssignment[] = [];
   const requests: KeyVaultRequest[] = [];
+  const throttles: { retryAfterSeconds: number; remaining: number }[] = [];
   let url = "";
 
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -250,6 +253,11 @@ export async function startKeyVaultServer(opts: KeyVaultServerOptions): Promise<
       return kvError(res, 401, "Unauthorized", `AKV10022: Invalid audience. Expected ${VAULT_RESOURCE}, found: ${token?.aud ?? "(invalid token)"}.`, undefined, { "www-authenticate": challenge });
     }
     record.authenticated = true;
+    if (throttles.length > 0) {
+      const t = throttles[0]!;
+      if (--t.remaining <= 0) throttles.shift();
+      return kvError(res, 429, "Throttled", "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached", undefined, { "retry-after": String(t.retryAfterSeconds) });
+    }
     if (!apiVersion || !API_VERSIONS.includes(apiVersion)) {
       return kvError(res, 400, "BadParameter", `The specified version (${apiVersion ?? ""}) is not recognized. Consider using the latest supported version (${API_VERSIONS.at(-1)}).`);
     }
@@ -331,10 +339,14 @@ export async function startKeyVaultServer(opts: KeyVaultServerOptions): Promise<
     assign(a) {
       assignments.push(a);
     },
+    throttle(o) {
+      throttles.push({ retryAfterSeconds: o.retryAfterSeconds, remaining: o.times ?? 1 });
+    },
     clearAssignments() {
       assignments = [];
     },
     reset() {
+      throttles.length = 0;
       certificates.clear();
       assignments = [];
       server.challengeResource = VAULT_RESOURCE;
