@@ -70,14 +70,14 @@ export async function makeSourceLeaf(issuer: TestIssuer, o: SourceLeafOptions): 
 
 /** PKCS#12 of `keyPem` and `certsPem` (leaf first, then the rest) with an empty password, made by openssl; without a
  * key (`keyPem` ""), the certificates only, as Key Vault exports a certificate whose key is not exportable. */
-export function pkcs12Of(keyPem: string, certsPem: string, opts: { password?: string; legacy?: boolean } = {}): Buffer {
+export function pkcs12Of(keyPem: string, certsPem: string, opts: { password?: string; legacy?: boolean; noMac?: boolean } = {}): Buffer {
   const dir = mkdtempSync(join(tmpdir(), "amlcert-p12-"));
   try {
     writeFileSync(join(dir, "key.pem"), keyPem, { mode: 0o600 });
     writeFileSync(join(dir, "certs.pem"), certsPem);
     execFileSync(
       "openssl",
-      ["pkcs12", "-export", ...(keyPem ? ["-inkey", "key.pem"] : ["-nokeys"]), "-in", "certs.pem", "-passout", `pass:${opts.password ?? ""}`, "-out", "out.p12", ...(opts.legacy ? ["-legacy"] : [])],
+      ["pkcs12", "-export", ...(keyPem ? ["-inkey", "key.pem"] : ["-nokeys"]), "-in", "certs.pem", "-passout", `pass:${opts.password ?? ""}`, "-out", "out.p12", ...(opts.legacy ? ["-legacy"] : []), ...(opts.noMac ? ["-nomac"] : [])],
       { cwd: dir, stdio: ["ignore", "ignore", "pipe"] },
     );
     return readFileSync(join(dir, "out.p12"));

@@ -145,6 +145,12 @@ describe("readPkcs12", () => {
     expect(material.certificates).toHaveLength(1);
   });
 
+  it("when the PKCS#12 has no MAC at all (no password, no integrity data), it is read too", async () => {
+    const material = await readPkcs12(pkcs12Of(ec.keyPem, ec.leafPem + ec.intermediatePem, { noMac: true }));
+    expect(sameKey(material.keyPem!, ec.keyPem)).toBe(true);
+    expect(material.certificates).toHaveLength(2);
+  });
+
   it("when the PKCS#12 has a password, it is refused as password-protected", async () => {
     const { problem, message } = await problemOf(() => readPkcs12(pkcs12Of(ec.keyPem, ec.leafPem, { password: "hunter2" })));
     expect(problem).toBe("pkcs12-password");
