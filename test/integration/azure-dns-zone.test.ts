@@ -537,14 +537,14 @@ describe("every ARM request is bounded: per-try timeout, capped Retry-After, jit
     const notices: unknown[] = [];
     try {
       const { timing } = recordedTiming();
-      await dnsZone({ retry: { maxRetries: 4, retryDelayMs: 100, maxRetryDelayMs: 1000, timeoutMs: 300, onRetry: (n) => notices.push(n) }, retryTiming: timing }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60);
+      await dnsZone({ retry: { maxRetries: 4, retryDelayMs: 100, maxRetryDelayMs: 1000, timeoutMs: 1000, onRetry: (n) => notices.push(n) }, retryTiming: timing }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60);
     } finally {
       hung.release();
     }
     const path = `/subscriptions/${SUBSCRIPTION}/resourceGroups/${DNS_RG}/providers/Microsoft.Network/dnsZones/${ZONE}/TXT/_acme-challenge`;
     expect(notices).toEqual([
       { message: `PUT ${path}: ARM answered 429 TooManyRequests (Retry-After 2 s); retrying in 2.1 s (try 2 of 5)`, method: "PUT", path, attempt: 1, attempts: 5, waitMs: 2050, status: 429, retryAfterMs: 2000 },
-      { message: `PUT ${path}: ARM did not answer within 0.3 s (azure.requestTimeout); retrying in 0.1 s (try 3 of 5)`, method: "PUT", path, attempt: 2, attempts: 5, waitMs: 100, error: "timeout" },
+      { message: `PUT ${path}: ARM did not answer within 1 s (azure.requestTimeout); retrying in 0.1 s (try 3 of 5)`, method: "PUT", path, attempt: 2, attempts: 5, waitMs: 100, error: "timeout" },
     ]);
     expect(txtValues("_acme-challenge")).toEqual(["v"]);
   });
@@ -574,7 +574,7 @@ describe("every ARM request is bounded: per-try timeout, capped Retry-After, jit
   test("when a try hangs, it is abandoned after azure.requestTimeout and the retry writes the value", async () => {
     const hung = fx.arm.faults.add({ method: "PUT", pathIncludes: "/TXT/", status: 0, hang: true, times: 1 });
     try {
-      await dnsZone({ retry: { maxRetries: 2, retryDelayMs: 10, maxRetryDelayMs: 40, timeoutMs: 300 } }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60);
+      await dnsZone({ retry: { maxRetries: 2, retryDelayMs: 10, maxRetryDelayMs: 40, timeoutMs: 1000 } }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60);
       expect(hung.hits).toBe(1);
       expect(txtValues("_acme-challenge")).toEqual(["v"]);
       expect(fx.arm.requests.filter((r) => r.method === "PUT")).toHaveLength(2);
@@ -586,13 +586,13 @@ describe("every ARM request is bounded: per-try timeout, capped Retry-After, jit
   test("when every try hangs, the error names the request, the bound, the tries and the record set, and nothing was written", async () => {
     const hung = fx.arm.faults.add({ method: "GET", status: 0, hang: true, times: Infinity });
     try {
-      const err = await amlcertFailure(dnsZone({ retry: { maxRetries: 1, retryDelayMs: 10, maxRetryDelayMs: 40, timeoutMs: 200 } }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
+      const err = await amlcertFailure(dnsZone({ retry: { maxRetries: 1, retryDelayMs: 10, maxRetryDelayMs: 40, timeoutMs: 1000 } }).addTxtValue(`_acme-challenge.${ZONE}`, "v", 60));
       expect(err.code).toBe("AZURE_ERROR");
       expect(err.stage).toBe("dns-challenge");
       expect(err.message).toMatch(
-        new RegExp(`^could not read the TXT record set _acme-challenge in zone ${ZONE.replace(".", "\\.")}: ARM did not answer GET /subscriptions/${SUBSCRIPTION}/resourceGroups/${DNS_RG}/providers/Microsoft\\.Network/dnsZones/${ZONE.replace(".", "\\.")}/TXT/_acme-challenge within 0\\.2 s \\(azure\\.requestTimeout\\), 2 tries$`),
+        new RegExp(`^could not read the TXT record set _acme-challenge in zone ${ZONE.replace(".", "\\.")}: ARM did not answer GET /subscriptions/${SUBSCRIPTION}/resourceGroups/${DNS_RG}/providers/Microsoft\\.Network/dnsZones/${ZONE.replace(".", "\\.")}/TXT/_acme-challenge within 1 s \\(azure\\.requestTimeout\\), 2 tries$`),
       );
-      expect(err.details).toMatchObject({ timeout: true, timeoutSeconds: 0.2, attempts: 2, method: "GET", resource: `${ZONE_SCOPE}/TXT/_acme-challenge` });
+      expect(err.details).toMatchObject({ timeout: true, timeoutSeconds: 1, attempts: 2, method: "GET", resource: `${ZONE_SCOPE}/TXT/_acme-challenge` });
       expect(hung.hits).toBe(2);
       expect(fx.arm.requests.filter((r) => r.method === "PUT")).toEqual([]);
     } finally {

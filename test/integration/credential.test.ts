@@ -196,11 +196,11 @@ describe("a hung Entra ID (issue 7)", () => {
     const authority = `https://127.0.0.1:${(hung.address() as AddressInfo).port}`;
     try {
       const cloud = resolveCloud("AzurePublicCloud", { resourceManagerEndpoint: fx.arm.url, authorityHost: authority });
-      const azure = createAzureCredential({ cloud, env: fx.spEnv, logger: fx.logger, requestTimeoutMs: 300 });
+      const azure = createAzureCredential({ cloud, env: fx.spEnv, logger: fx.logger, requestTimeoutMs: 1000 });
       const err = await amlcertFailure(azure.identity());
       expect(err.code).toBe("AZURE_AUTH");
       expect(err.message).toBe(
-        `Azure sign-in with service principal ${SP.clientId} in tenant ${TENANT} (from AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET) failed: endpoints_resolution_error: See https://aka.ms/msal.js.errors#endpoints_resolution_error for details (Entra ID did not answer GET /${TENANT}/v2.0/.well-known/openid-configuration within 0.3 s (azure.requestTimeout))`,
+        `Azure sign-in with service principal ${SP.clientId} in tenant ${TENANT} (from AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET) failed: endpoints_resolution_error: See https://aka.ms/msal.js.errors#endpoints_resolution_error for details (Entra ID did not answer GET /${TENANT}/v2.0/.well-known/openid-configuration within 1 s (azure.requestTimeout))`,
       );
       expect(err.details).toMatchObject({ timeout: true });
       expect(held.length).toBe(1);

@@ -317,14 +317,14 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
 
     it("every retry is told to onRetry before its wait: what the server did, the request, the wait and the try", async () => {
       const notices: unknown[] = [];
-      const { source } = retrying({ maxRetries: 3, timeoutMs: 200, onRetry: (n) => notices.push(n) });
+      const { source } = retrying({ maxRetries: 3, timeoutMs: 1000, onRetry: (n) => notices.push(n) });
       kube.faults.add({ method: "GET", pathIncludes: "/secrets/told", status: 429, times: 1, retryAfterSeconds: 2 });
       kube.faults.add({ method: "GET", pathIncludes: "/secrets/told", status: 0, times: 1, before: hold() });
       expect(await makeCluster(source).getSecret("told")).toBeUndefined();
       const path = "/api/v1/namespaces/azureml/secrets/told";
       expect(notices).toEqual([
         { message: `GET ${path}: the API server answered 429 (Retry-After 2 s); retrying in 2 s (try 2 of 4)`, method: "GET", path, attempt: 1, attempts: 4, waitMs: 2000, status: 429 },
-        { message: `GET ${path}: the API server did not answer within 0.2 s (kubernetesApi.requestTimeout); retrying in 0.01 s (try 3 of 4)`, method: "GET", path, attempt: 2, attempts: 4, waitMs: 10, error: "timeout" },
+        { message: `GET ${path}: the API server did not answer within 1 s (kubernetesApi.requestTimeout); retrying in 0.01 s (try 3 of 4)`, method: "GET", path, attempt: 2, attempts: 4, waitMs: 10, error: "timeout" },
       ]);
     });
 
@@ -357,19 +357,19 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
     });
 
     it("when a read hangs, each try is abandoned after kubernetesApi.requestTimeout, and the error says how long and how often", async () => {
-      const { source } = retrying({ maxRetries: 1, timeoutMs: 200 });
+      const { source } = retrying({ maxRetries: 1, timeoutMs: 1000 });
       const fault = kube.faults.add({ method: "GET", pathIncludes: "/secrets/hung", status: 0, times: Infinity, before: hold() });
       const err = await amlcertFailure(makeCluster(source).getSecret("hung"));
       expect(err.code).toBe("KUBE_ERROR");
       expect(err.message).toBe(
-        `the Kubernetes API server at ${kube.url} did not answer in time when trying to get secrets "hung" in namespace "azureml": no answer within 0.2 s (kubernetesApi.requestTimeout), 2 tries.`,
+        `the Kubernetes API server at ${kube.url} did not answer in time when trying to get secrets "hung" in namespace "azureml": no answer within 1 s (kubernetesApi.requestTimeout), 2 tries.`,
       );
-      expect(err.details).toMatchObject({ timeout: true, timeoutSeconds: 0.2, attempts: 2, verb: "get", name: "hung" });
+      expect(err.details).toMatchObject({ timeout: true, timeoutSeconds: 1, attempts: 2, verb: "get", name: "hung" });
       expect(fault.hits).toBe(2);
     });
 
     it("when a read hangs once, the retry gets the answer", async () => {
-      const { source } = retrying({ timeoutMs: 200 });
+      const { source } = retrying({ timeoutMs: 1000 });
       await write("late", "1");
       const fault = kube.faults.add({ method: "GET", pathIncludes: "/secrets/late", status: 0, times: 1, before: hold() });
       expect((await makeCluster(source).getSecret("late"))?.data["cert.pem"]?.toString()).toBe("1");
@@ -377,7 +377,7 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
     });
 
     it("when a write hangs, it is abandoned after the timeout and not sent again (it may have been applied)", async () => {
-      const { source } = retrying({ timeoutMs: 200 });
+      const { source } = retrying({ timeoutMs: 1000 });
       const fault = kube.faults.add({ method: "POST", pathIncludes: "/secrets", status: 0, times: Infinity, before: hold() });
       const err = await amlcertFailure(makeCluster(source).writeSecret({ name: "hung-write", data: {}, labels: {}, annotations: {} }));
       expect(err.code).toBe("KUBE_ERROR");
