@@ -136,6 +136,15 @@ describe("ACME front before Pebble 2.4", () => {
     ]);
   });
 
+  it("when a hook answers after Pebble, Pebble acted (its nonce was issued) but the client sees only the fault", async () => {
+    front.hook((r) => (r.kind === "newNonce" ? { status: 500, when: "after", body: { type: "urn:ietf:params:acme:error:serverInternal", detail: "lost" } } : undefined));
+    const res = await get(`${front.origin}/nonce-plz`, "HEAD");
+    expect(res.status).toBe(500);
+    // the nonce Pebble issued for the request is handed on, as a CA's error answer carries one
+    expect(typeof res.headers["replay-nonce"]).toBe("string");
+    expect(front.log().map((e) => [e.kind, e.status, e.fault])).toEqual([["newNonce", 500, "after"]]);
+  });
+
   it("when a hook hangs a request, the request stays unanswered until the client gives up", async () => {
     front.hook((r) => (r.kind === "directory" ? { hang: true } : undefined));
     await expect(
