@@ -266,6 +266,28 @@ describe("chainProblem", () => {
   });
 });
 
+describe("inspectPair: pairs as people paste them", () => {
+  const names = ["ml.contoso.test"];
+  it("Windows line endings, a byte-order mark, or no newline between the blocks still make a sound pair", () => {
+    const crlf = (t: string) => t.replace(/\n/g, "\r\n");
+    expect(inspectPair(crlf(good.chainPem), crlf(good.keyPem), names).problems).toEqual([]);
+    expect(inspectPair(`\ufeff${good.chainPem}`, `\ufeff${good.keyPem}`, names).problems).toEqual([]);
+    expect(inspectPair(good.leafPem.trimEnd() + intermediate.pem, good.keyPem, names).problems).toEqual([]);
+  });
+
+  it("DER instead of PEM in cert.pem is unparsable: no PEM block", () => {
+    const der = new X509Certificate(good.leafPem).raw.toString("latin1");
+    expect(inspectPair(der, good.keyPem, names).problems).toEqual([{ kind: "cert-unparsable", detail: "no PEM CERTIFICATE block found" }]);
+  });
+
+  it("an indented base64 body still parses; a whole block indented (pasted from a YAML block) is named as not a valid certificate", () => {
+    expect(inspectPair(good.chainPem.replace(/^(?!-----)/gm, "  "), good.keyPem, names).problems).toEqual([]);
+    expect(inspectPair(good.chainPem.replace(/^/gm, "  "), good.keyPem, names).problems).toEqual([
+      { kind: "cert-unparsable", detail: "certificate #1 in the chain is not a valid X.509 certificate" },
+    ]);
+  });
+});
+
 describe("inspectPair", () => {
   it("when the pair is a full chain with its own unencrypted PKCS#8 key covering the names, reports no problem", () => {
     const r = inspectPair(good.chainPem, good.keyPem, ["ml.contoso.test", "api.contoso.test"]);
