@@ -27,8 +27,10 @@ import { startControl, type Control } from "./control.js";
 import { startFirstRequestFront, type FirstRequest } from "./first-request.js";
 import { mib, rotate, secs, summarize, table, timed, type Summary, type Timed } from "./lib.js";
 
-type Client = "amlcert" | "lego" | "certbot" | "floor";
-const ALL_CLIENTS: Client[] = ["amlcert", "lego", "certbot", "floor"];
+type Client = "amlcert" | "amlcert-tsc" | "lego" | "certbot" | "floor";
+/** amlcert-tsc: the same CLI unbundled (tsc's dist/src/cli.js and node_modules), to show what the bundle buys */
+const ALL_CLIENTS: Client[] = ["amlcert", "amlcert-tsc", "lego", "certbot", "floor"];
+const SMOKE_CLIENTS: Client[] = ["amlcert", "lego", "certbot", "floor"];
 const SECTIONS = ["issuance", "start", "memory", "fleet"] as const;
 type Section = (typeof SECTIONS)[number];
 
@@ -72,7 +74,7 @@ function options(argv: string[]): Options {
   });
   const list = (v: string | undefined, def: string) => (v ?? def).split(",").map((s) => s.trim()).filter(Boolean);
   const smoke = values.smoke ?? false;
-  const clients = list(values.clients, ALL_CLIENTS.join(",")) as Client[];
+  const clients = list(values.clients, (smoke ? SMOKE_CLIENTS : ALL_CLIENTS).join(",")) as Client[];
   for (const c of clients) if (!ALL_CLIENTS.includes(c)) throw new Error(`--clients: unknown client ${c}`);
   const sections = new Set(list(values.sections, SECTIONS.join(",")) as Section[]);
   for (const s of sections) if (!SECTIONS.includes(s)) throw new Error(`--sections: unknown section ${s}`);
@@ -182,12 +184,12 @@ async function issue(s: Stage, o: Options, client: Client, delayMs: number): Pro
   let args: string[];
   let childEnv: Record<string, string>;
   let check: (r: Timed) => void = () => undefined;
-  if (client === "amlcert") {
+  if (client === "amlcert" || client === "amlcert-tsc") {
     await resetFor(s);
     cmd = process.execPath;
-    args = [o.cli, "renew", "--config", s.config, "--json"];
+    args = [client === "amlcert" ? o.cli : join(ROOT, "dist/src/cli.js"), "renew", "--config", s.config, "--json"];
     // BENCH_NODE_OPTIONS (e.g. --cpu-prof --cpu-prof-dir=...) reaches amlcert only: how the profiles in bench/README.md were taken
-    childEnv = s.h.cliEnv(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {});
+    childEnv = s.h.cliEnv(amlcertExtraEnv());
     check = (r) => {
       const line = r.stdout.split("\n").find((l) => l.startsWith("{"));
       const result = line ? (JSON.parse(line) as { action?: string }) : undefined;
@@ -229,6 +231,15 @@ async function issue(s: Stage, o: Options, client: Client, delayMs: number): Pro
   return { wallMs: r.wallMs, rssMiB: r.rssMiB, firstRequestMs: first === undefined ? undefined : first - r.startedAt };
 }
 
+/** For experiments and profiles, amlcert's children only: BENCH_NODE_OPTIONS (e.g. --cpu-prof --cpu-prof-dir=DIR) and
+ * BENCH_AMLCERT_ENV (a JSON object of variables). */
+function amlcertExtraEnv(): Record<string, string> {
+  return {
+    ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
+    ...(process.env.BENCH_AMLCERT_ENV ? (JSON.parse(process.env.BENCH_AMLCERT_ENV) as Record<string, string>) : {}),
+  };
+}
+
 type Results = Record<string, unknown>;
 
 async function issuanceSection(s: Stage, o: Options, results: Results, log: (m: string) => void): Promise<void> {
@@ -255,10 +266,11 @@ async function issuanceSection(s: Stage, o: Options, results: Results, log: (m: 
 async function startSection(s: Stage, o: Options, results: Results, log: (m: string) => void): Promise<void> {
   const env = s.h.cliEnv();
   const runs = Math.max(o.runs, o.smoke ? 1 : 7);
-  const out: Record<string, Sample[]> = { version: [], help: [], noopRenew: [] };
+  const out: Record<string, Sample[]> = { version: [], help: [], noopRenew: [], versionTsc: [], noopRenewTsc: [] };
+  const tsc = join(ROOT, "dist/src/cli.js");
   for (let i = 0; i < runs; i++) {
-    for (const [key, args] of [["version", ["version"]], ["help", ["--help"]]] as const) {
-      const r = await timed(process.execPath, [o.cli, ...args], { env, rss: true });
+    for (const [key, cli, args] of [["version", o.cli, ["version"]], ["help", o.cli, ["--help"]], ["versionTsc", tsc, ["version"]]] as const) {
+      const r = await timed(process.execPath, [cli, ...args], { env, rss: true });
       if (r.code !== 0) throw fail(`amlcert ${args.join(" ")}`, r);
       out[key]!.push({ wallMs: r.wallMs, rssMiB: r.rssMiB });
     }
@@ -266,16 +278,20 @@ async function startSection(s: Stage, o: Options, results: Results, log: (m: str
   await resetFor(s);
   const now = Date.now();
   await s.h.seedCertificateInPlace({ notBefore: new Date(now - 86_400_000), notAfter: new Date(now + 89 * 86_400_000), name: "aml-tls-a" });
-  for (let i = 0; i < runs; i++) {
+  for (let i = 0; i < runs * 2; i++) {
+    // bundled and unbundled, alternately
+    const bundled = i % 2 === 0;
     s.front.mark();
-    const r = await timed(process.execPath, [o.cli, "renew", "--config", s.config, "--json"], { env, rss: true });
+    const r = await timed(process.execPath, [bundled ? o.cli : tsc, "renew", "--config", s.config, "--json"], { env: { ...env, ...amlcertExtraEnv() }, rss: true });
     const line = r.stdout.split("\n").find((l) => l.startsWith("{"));
     const action = line ? (JSON.parse(line) as { action?: string }).action : undefined;
     if (r.code !== 0 || action !== "none") throw fail(`no-op amlcert renew (action ${action})`, r);
+    mkdirSync(join(o.out, "logs"), { recursive: true });
+    writeFileSync(join(o.out, "logs", "amlcert-noop.log"), `${r.stdout}\n${r.stderr}`);
     // an ACME request here is the renewalInfo (ARI) check; the sample notes when it came
     const first = s.front.first();
-    out.noopRenew!.push({ wallMs: r.wallMs, rssMiB: r.rssMiB, firstRequestMs: first === undefined ? undefined : first - r.startedAt });
-    log(`no-op renew ${i + 1}/${runs}: ${(r.wallMs / 1000).toFixed(2)} s, ${r.rssMiB?.toFixed(0)} MiB`);
+    out[bundled ? "noopRenew" : "noopRenewTsc"]!.push({ wallMs: r.wallMs, rssMiB: r.rssMiB, firstRequestMs: first === undefined ? undefined : first - r.startedAt });
+    log(`no-op renew (${bundled ? "bundle" : "unbundled"}) ${Math.floor(i / 2) + 1}/${runs}: ${(r.wallMs / 1000).toFixed(2)} s, ${r.rssMiB?.toFixed(0)} MiB`);
   }
   results.start = out;
 }
@@ -362,6 +378,7 @@ function report(o: Options, results: Results): { markdown: string; targets: Arra
     const row = (name: string, xs: Sample[]) => [name, secs(sum(xs.map((x) => x.wallMs))), mib(sum(xs.map((x) => x.rssMiB)))];
     parts.push("### amlcert commands, whole process\n\n" + table(["command", "wall, s: median (min–max)", "peak RSS, MiB"], [
       row("`version`", start.version!), row("`--help`", start.help!), row("`renew`, nothing due (no-op)", start.noopRenew!),
+      row("`version`, unbundled (dist/src/cli.js)", start.versionTsc!), row("`renew`, no-op, unbundled", start.noopRenewTsc!),
     ]));
     const v = sum(start.version!.map((x) => x.wallMs)).median;
     const hh = sum(start.help!.map((x) => x.wallMs)).median;

@@ -5,9 +5,10 @@
 import { build } from "esbuild";
 import { existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
 
+const benchOnly = process.argv.includes("--bench-only");
 // built aside and swapped in, so a CLI started meanwhile (another build, a running benchmark) never finds half a bundle
 const out = `dist/bin.new-${process.pid}`;
-const result = await build({
+const result = benchOnly ? undefined : await build({
   entryPoints: { amlcert: "src/cli.ts" },
   outdir: out,
   bundle: true,
@@ -29,15 +30,17 @@ const result = await build({
   // the demo lives in the source checkout's dist/test, never in the bundle
   external: ["../test/harness/demo.js"],
 });
-writeFileSync(`${out}/meta.json`, JSON.stringify(result.metafile));
-const old = `dist/bin.old-${process.pid}`;
-if (existsSync("dist/bin")) renameSync("dist/bin", old);
-renameSync(out, "dist/bin");
-rmSync(old, { recursive: true, force: true });
+if (result) {
+  writeFileSync(`${out}/meta.json`, JSON.stringify(result.metafile));
+  const old = `dist/bin.old-${process.pid}`;
+  if (existsSync("dist/bin")) renameSync("dist/bin", old);
+  renameSync(out, "dist/bin");
+  rmSync(old, { recursive: true, force: true });
+}
 
-// `node scripts/bundle.mjs --bench`: also the benchmark's daemon driver, bundled the same way, so the daemon's memory
-// is measured on the code the image ships (scripts/bench.sh runs this)
-if (process.argv.includes("--bench")) {
+// `--bench` (or `--bench-only`): also (only) the benchmark's daemon driver, bundled the same way, so the daemon's
+// memory is measured on the code the image ships (scripts/bench.sh runs this)
+if (process.argv.includes("--bench") || benchOnly) {
   await build({
     entryPoints: { "daemon-cycles": "bench/daemon-cycles.ts" },
     outdir: "dist/bench-bin",

@@ -14,6 +14,13 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
+# the benchmark's smoke test (test/e2e/bench-smoke.e2e.test.ts) runs Debian's lego and certbot beside amlcert,
+# through curl hooks, under GNU time, in its own namespaces (ip)
+command -v lego >/dev/null 2>&1 || missing+=(lego)
+command -v certbot >/dev/null 2>&1 || missing+=(certbot)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+[ -x /usr/bin/time ] || missing+=(time)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "amlcert setup: installing ${missing[*]} (Debian packages)" >&2
   SUDO=""
