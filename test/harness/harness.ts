@@ -37,7 +37,8 @@ export const ROOT = (() => {
   return dir;
 })();
 /** dist/src/cli.js when running compiled, src is never run through a loader */
-export const CLI = join(ROOT, "dist/src/cli.js");
+/** AMLCERT_TEST_CLI runs the suite on another build of the CLI, e.g. the bundle (dist/bin/amlcert.js, bench/README.md) */
+export const CLI = process.env.AMLCERT_TEST_CLI ? join(ROOT, process.env.AMLCERT_TEST_CLI) : join(ROOT, "dist/src/cli.js");
 export const SUBSCRIPTION = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
 export const DNS_RG = "dns-rg";
 export const TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47";
