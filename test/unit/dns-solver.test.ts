@@ -330,3 +330,51 @@ describe("createDnsSolver: cleanupOutstanding (shutdown)", () => {
     expect(s.zone.txtRemoves).toHaveLength(2);
   });
 });
+
+describe("createDnsSolver: the run journal", () => {
+  /** a journal that records, in one list with the zone's own writes, when it was told what */
+  function journaled() {
+    const order: string[] = [];
+    const s = setup({
+      deps: {
+        journal: {
+          placing: async (t) => void order.push(`journal+ ${t.recordFqdn} ${t.zone} ${t.value}`),
+          removed: async (t) => void order.push(`journal- ${t.recordFqdn} ${t.zone} ${t.value}`),
+        },
+      },
+    });
+    const add = s.zone.addTxtValue.bind(s.zone);
+    const remove = s.zone.removeTxtValue.bind(s.zone);
+    s.zone.addTxtValue = async (fqdn, value, ttl) => {
+      order.push(`add ${fqdn}`);
+      return add(fqdn, value, ttl);
+    };
+    s.zone.removeTxtValue = async (fqdn, value) => {
+      order.push(`remove ${fqdn}`);
+      return remove(fqdn, value);
+    };
+    return { ...s, order };
+  }
+
+  it("records each value before adding it and drops it only after it was removed", async () => {
+    const s = journaled();
+    const handle = await s.solver.present(RECORD, VALUE);
+    await s.solver.cleanup(handle);
+    expect(s.order).toEqual([`journal+ ${RECORD} contoso.test ${VALUE}`, `add ${RECORD}`, `remove ${RECORD}`, `journal- ${RECORD} contoso.test ${VALUE}`]);
+  });
+
+  it("when the removal fails, the value stays in the journal for the next run to remove", async () => {
+    const s = journaled();
+    const handle = await s.solver.present(RECORD, VALUE);
+    s.zone.failRemove = new AmlcertError("AZURE_ERROR", "dns-challenge", "ARM unavailable");
+    await s.solver.cleanup(handle);
+    expect(s.order).toEqual([`journal+ ${RECORD} contoso.test ${VALUE}`, `add ${RECORD}`, `remove ${RECORD}`]);
+  });
+
+  it("when the value cannot be added, it stays in the journal (the add may have landed) and the error propagates", async () => {
+    const s = journaled();
+    s.zone.failAdd = new AmlcertError("AZURE_ERROR", "dns-challenge", "ARM timed out");
+    await expect(s.solver.present(RECORD, VALUE)).rejects.toMatchObject({ code: "AZURE_ERROR", stage: "dns-challenge" });
+    expect(s.order).toEqual([`journal+ ${RECORD} contoso.test ${VALUE}`, `add ${RECORD}`]);
+  });
+});
