@@ -13,6 +13,9 @@ import { DUPLICATE_CERTIFICATE_WINDOW_MS } from "../../src/history/rate-limit.js
 import { createDnsSolver } from "../../src/renewal/dns-solver.js";
 import type { RunJournalPort } from "../../src/renewal/deps.js";
 import { renewTarget } from "../../src/renewal/renew.js";
+import { startDaemon } from "../../src/app/daemon.js";
+import type { TargetOutcome } from "../../src/renewal/events.js";
+import { VirtualClock } from "../support/virtual-clock.js";
 import { reconcile } from "../../src/renewal/reconcile.js";
 import { ANNOTATION, secretFor } from "../../src/renewal/certificate-version.js";
 import { createAcmeSource } from "../../src/sources/acme-source.js";
@@ -347,3 +350,38 @@ describe("rate-limit discipline", () => {
     expect(w.store.h?.journal).toBeUndefined();
   });
 });
+
+describe("the daemon and a rate limit", () => {
+  it("when a run fails with a rate limit's retryAt, the retry is scheduled at retryAt instead of the retry table's first row", async () => {
+    const clock = new VirtualClock(new Date("2026-05-01T12:03:00.000Z"));
+    const retryAt = "2026-05-01T15:00:00.000Z";
+    const calls: string[] = [];
+    const scheduled: { at: string; why: string }[] = [];
+    let release!: () => void;
+    const twoCalls = new Promise<void>((r) => (release = r));
+    const base = { fqdn: FQDN, reason: "InRenewalWindow", extensionUpdated: false, dnsOk: true, servingOk: true, durationMs: 0 };
+    const daemon = startDaemon(
+      [{ fqdn: FQDN }],
+      {
+        clock,
+        logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+        runTarget: async (_fqdn, signal): Promise<TargetOutcome> => {
+          calls.push(clock.now().toISOString());
+          if (calls.length === 2) release();
+          await clock.sleep(60_000, signal);
+          return calls.length === 1
+            ? { ...base, action: "failed", error: { code: "ACME_RATE_LIMITED", stage: "acme-order", message: "429", exitCode: 3, retryAt } }
+            : { ...base, action: "none", reason: "UpToDate" };
+        },
+        onScheduled: (_fqdn, when, why) => void scheduled.push({ at: when.toISOString(), why }),
+      },
+      { schedule: "0 */6 * * *", jitterMs: 0, runAtStart: true },
+    );
+    await twoCalls;
+    await daemon.stop();
+    await daemon.done;
+    expect(calls).toEqual(["2026-05-01T12:03:00.000Z", retryAt]);
+    expect(scheduled[1]).toEqual({ at: retryAt, why: "retry" });
+  });
+});
+
