@@ -20,7 +20,7 @@ describe("README", () => {
       groups: { rules: { alert?: string; annotations?: { runbook_url?: string } }[] }[];
     };
     const alerts = rules.groups.flatMap((g) => g.rules).filter((r) => r.alert);
-    expect(alerts.length).toBe(9);
+    expect(alerts.length).toBe(10);
     for (const a of alerts) {
       expect(readme).toMatch(new RegExp(`^#### ${a.alert}$`, "m"));
       expect(a.annotations?.runbook_url).toBe(`https://github.com/amlcert/amlcert#${a.alert!.toLowerCase()}`);
@@ -30,7 +30,7 @@ describe("README", () => {
   it("documents every metric the metrics module registers", async () => {
     const { createMetrics } = await import("../../src/observability/metrics.js");
     const names = (await createMetrics({ version: "0.0.0", defaultMetrics: false }).registry.getMetricsAsJSON()).map((m) => m.name);
-    expect(names).toHaveLength(14);
+    expect(names).toHaveLength(16);
     for (const n of names) expect(readme).toContain(`| \`${n}\` |`);
   });
 });
