@@ -14,6 +14,7 @@ import type { TargetHistory } from "../../src/history/history.js";
 import { nextHistory } from "../../src/history/record.js";
 import { createHistoryStore, historyKey } from "../../src/kubernetes/history-store.js";
 import { createLeaseLock } from "../../src/kubernetes/lease-lock.js";
+import { createRunLock, deadOnThisHost } from "../../src/app/run-lock.js";
 import type { KubeLogger, KubeSource } from "../../src/kubernetes/kube-client.js";
 import type { Clock } from "../../src/ports.js";
 import type { TargetOutcome } from "../../src/renewal/events.js";
@@ -230,6 +231,33 @@ describe("history ConfigMap against the API server stand-in, as the amlcert Serv
     expect(await rerun.tryAcquire("pod-a/8", 90, { takeOverFrom: "pod-a/7" })).toEqual({ acquired: true });
     expect((kube.store.peek("leases", NS, "amlcert") as unknown as { spec: { holderIdentity: string; leaseTransitions: number } }).spec).toMatchObject({ holderIdentity: "pod-a/8", leaseTransitions: 1 });
     await rerun.release();
+  });
+
+  it("when a crashed run in another pod holds an unexpired Lease, the next run waits for it to lapse (bounded, on its clock) and takes it over", async () => {
+    kube.deleteObject("coordination.k8s.io/v1", "Lease", NS, "amlcert");
+    const t0 = Date.parse("2030-01-01T00:00:00.000Z");
+    let now = t0;
+    // waits without a signal move time on at once; the held lease's renewal loop (it has a signal) never wakes
+    const virtual: Clock = {
+      now: () => new Date(now),
+      sleep: (ms, signal) =>
+        signal ? new Promise<void>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true })) : ((now += ms), Promise.resolve()),
+    };
+    expect(await createLeaseLock({ source: saSource, namespace: NS, logger: log, clock: virtual }).acquire("pod-crashed/7", 90)).toBe(true);
+    const lock = createRunLock({
+      lease: createLeaseLock({ source: saSource, namespace: NS, logger: log, clock: virtual }),
+      holder: "pod-b/1",
+      clock: virtual,
+      logger: log,
+      abandonedBy: deadOnThisHost("pod-b/1", () => false),
+    });
+
+    expect(await lock.acquire()).toBeInstanceOf(AbortSignal);
+
+    expect((kube.store.peek("leases", NS, "amlcert") as unknown as { spec: { holderIdentity: string } }).spec.holderIdentity).toBe("pod-b/1");
+    // polled every 5 s: the poll at 90 s finds the crashed holder's lease lapsed (renewTime + 90 s)
+    expect(now - t0).toBe(90_000);
+    await lock.release();
   });
 
   it("when the Role has no ConfigMap rules, reading the history fails with KUBE_FORBIDDEN naming the rule", async () => {
