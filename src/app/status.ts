@@ -32,6 +32,7 @@ async function factsOf(app: App, t: TargetConfig): Promise<StatusFacts> {
     }
     return {
       fqdn: t.fqdn,
+      source: deps.source.origin ?? deps.source.kind,
       secret: i.currentSecretName,
       serial: current?.serialNumber,
       notAfter: current?.notAfter,
