@@ -3,10 +3,12 @@
 // uses and Node reads a few large files instead of ~2,000 small ones. The image copies dist/bin and nothing from
 // node_modules. tsc still type-checks and builds dist/src and dist/test (tests, harness, demo).
 import { build } from "esbuild";
-import { existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 
 const benchOnly = process.argv.includes("--bench-only");
-// built aside and swapped in, so a CLI started meanwhile (another build, a running benchmark) never finds half a bundle
+// Built aside, then moved in: the chunks first (content-hashed names, so a name never changes its content), the entry
+// last, in one rename. A CLI started before the build keeps finding the chunks its entry names (its lazy imports run
+// later); chunks no build has named for an hour are removed.
 const out = `dist/bin.new-${process.pid}`;
 const result = benchOnly ? undefined : await build({
   entryPoints: { amlcert: "src/cli.ts" },
@@ -23,7 +25,9 @@ const result = benchOnly ? undefined : await build({
   minifyWhitespace: true,
   minifySyntax: true,
   keepNames: true,
-  sourcemap: "linked",
+  // no source maps in what ships (they would triple its size); names are kept, and dist/src is there to debug with
+  sourcemap: false,
+  // the licence notices of the bundled packages, beside the chunks that carry their code
   legalComments: "linked",
   metafile: true,
   logLevel: "warning",
@@ -31,11 +35,17 @@ const result = benchOnly ? undefined : await build({
   external: ["../test/harness/demo.js"],
 });
 if (result) {
-  writeFileSync(`${out}/meta.json`, JSON.stringify(result.metafile));
-  const old = `dist/bin.old-${process.pid}`;
-  if (existsSync("dist/bin")) renameSync("dist/bin", old);
-  renameSync(out, "dist/bin");
-  rmSync(old, { recursive: true, force: true });
+  // what went into which chunk, for `npx esbuild --analyze`-style questions; not shipped
+  writeFileSync("dist/bundle-meta.json", JSON.stringify(result.metafile));
+  mkdirSync("dist/bin/chunks", { recursive: true });
+  const fresh = new Set(readdirSync(`${out}/chunks`));
+  for (const f of fresh) renameSync(`${out}/chunks/${f}`, `dist/bin/chunks/${f}`);
+  for (const f of readdirSync(out)) if (f !== "chunks") renameSync(`${out}/${f}`, `dist/bin/${f}`);
+  rmSync(out, { recursive: true, force: true });
+  const hourAgo = Date.now() - 3_600_000;
+  for (const f of readdirSync("dist/bin/chunks")) {
+    if (!fresh.has(f) && statSync(`dist/bin/chunks/${f}`).mtimeMs < hourAgo) rmSync(`dist/bin/chunks/${f}`, { force: true });
+  }
 }
 
 // `--bench` (or `--bench-only`): also (only) the benchmark's daemon driver, bundled the same way, so the daemon's
