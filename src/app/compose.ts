@@ -23,6 +23,7 @@ import { createDnsLookup } from "../dns-check/dns-lookup.js";
 import { authoritativeServers, parseServer } from "../dns-check/name-servers.js";
 import { createTlsProbe } from "../tls-probe/tls-probe.js";
 import { eabHint } from "../config/hints.js";
+import { trustBundleProblem } from "../certs/certificate.js";
 import { fileAccountKeyStore, secretAccountKeyStore, type AccountKeyStore } from "../acme/account-key-store.js";
 import { generateCertificateKey } from "../acme/keys.js";
 import { createDnsSolver, type DnsSolver } from "../renewal/dns-solver.js";
@@ -121,11 +122,16 @@ const clusterKey = (k: KubernetesSourceConfig) => (k.inCluster ? "in-cluster" : 
 
 function readTrustBundle(path: string | undefined): string | undefined {
   if (!path) return undefined;
+  let pem: string;
   try {
-    return readFileSync(path, "utf8");
+    pem = readFileSync(path, "utf8");
   } catch (err) {
     throw new AmlcertError("CONFIG_INVALID", "config", `verify.trustBundleFile: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
+  // a bundle that trusts nothing would fail every TLS check, after the rollout: refuse it before anything is contacted
+  const problem = trustBundleProblem(pem);
+  if (problem) throw new AmlcertError("CONFIG_INVALID", "config", `verify.trustBundleFile: ${path}: ${problem}`);
+  return pem;
 }
 
 /** Built once per key, then reused: the process-scope caches below are all of this shape. */

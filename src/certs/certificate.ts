@@ -38,6 +38,16 @@ export function parseChain(chainPem: string): X509Certificate[] {
   });
 }
 
+/** Why a PEM trust bundle trusts nothing (no certificate, or one that does not parse); undefined when it is usable. */
+export function trustBundleProblem(pem: string): string | undefined {
+  try {
+    parseChain(pem);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message === "no PEM CERTIFICATE block found" ? "holds no PEM certificate (BEGIN CERTIFICATE)" : (err as Error).message.replace(" in the chain", " in the bundle");
+  }
+}
+
 export function dnsNamesOf(cert: X509Certificate): string[] {
   const san = cert.subjectAltName ?? "";
   return san

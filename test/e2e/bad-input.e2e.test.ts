@@ -228,6 +228,22 @@ describe("bad input: configuration, files and the command line (exit 2, nothing 
     expectNothingContacted(h, m, run);
   });
 
+  it("when verify.trustBundleFile holds no certificate (garbage, or a key by mistake), exits 2 naming the field and the file, before anything is contacted", async () => {
+    for (const [name, text] of [
+      ["garbage-bundle.pem", "not a bundle\n"],
+      ["key-as-bundle.pem", (await h.makeCertificate({ notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY) })).keyPem],
+    ] as const) {
+      const bundle = join(h.dir, name);
+      writeFileSync(bundle, text);
+      const m = mark(h);
+      const run = await h.runCli(["plan", "--config", variant((c) => (sub(c, "verify").trustBundleFile = bundle))]);
+      expect(run.code, run.stderr).toBe(2);
+      expect(run.stderr).toContain(`amlcert: verify.trustBundleFile: ${bundle}: holds no PEM certificate (BEGIN CERTIFICATE)`);
+      expect(run.stderr).not.toContain("PRIVATE KEY");
+      expectNothingContacted(h, m, run);
+    }
+  });
+
   describe("files and YAML", () => {
     it("when the config file does not exist, the file is named", async () => {
       const missing = join(h.dir, "missing.yaml");

@@ -14,6 +14,7 @@ import {
   parsePrivateKey,
   pemBlocks,
   sanCovers,
+  trustBundleProblem,
   uncoveredNames,
   validateNewPair,
   type PairProblem,
@@ -263,6 +264,15 @@ describe("chainProblem", () => {
     const c = parseChain(twin.pem)[0]!;
     expect(c.checkIssued(c)).toBe(true);
     expect(chainProblem([c])).toEqual({ problem: "incomplete", detail: "the chain holds only the leaf; its issuer (CN=twin.contoso.test) is missing" });
+  });
+});
+
+describe("trustBundleProblem", () => {
+  it("a bundle of certificates is usable; no certificate, or one that does not parse, is named", () => {
+    expect(trustBundleProblem(intermediate.pem + good.leafPem)).toBeUndefined();
+    expect(trustBundleProblem("garbage")).toBe("holds no PEM certificate (BEGIN CERTIFICATE)");
+    expect(trustBundleProblem(good.keyPem)).toBe("holds no PEM certificate (BEGIN CERTIFICATE)");
+    expect(trustBundleProblem(`${intermediate.pem}-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n`)).toBe("certificate #2 in the bundle is not a valid X.509 certificate");
   });
 });
 
