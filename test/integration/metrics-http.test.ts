@@ -112,6 +112,7 @@ describe("the metrics and health HTTP server", () => {
         "amlcert_build_info",
         "amlcert_certificate_not_after_timestamp_seconds",
         "amlcert_certificate_not_before_timestamp_seconds",
+        "amlcert_certificate_renewal_source",
         "amlcert_certificate_renewal_timestamp_seconds",
         "amlcert_consecutive_failures",
         "amlcert_dns_ok",
