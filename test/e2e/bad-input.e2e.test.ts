@@ -244,6 +244,33 @@ describe("bad input: configuration, files and the command line (exit 2, nothing 
     }
   });
 
+  it("when the kubeconfig file is missing, or names no such context, exits 2 naming the file and the context; nothing is written", async () => {
+    const missing = join(h.dir, "no-such-kubeconfig");
+    for (const [mutate, message] of [
+      [(c: Cfg) => (sub(t0(c), "kubernetes").kubeconfig = missing), `cannot use kubeconfig ${missing} context "aks-ml": ENOENT: no such file or directory, open '${missing}'`],
+      [(c: Cfg) => (sub(t0(c), "kubernetes").context = "no-such-context"), `cannot use kubeconfig ${h.kubeconfig} context "no-such-context": no context "no-such-context" (contexts: aks-ml)`],
+    ] as const) {
+      const m = mark(h);
+      const run = await h.runCli(["plan", "--config", variant(mutate)]);
+      expect(run.code, run.stderr).toBe(2);
+      expect(result(run)).toMatchObject({ action: "error", error: { code: "CONFIG_INVALID", message } });
+      expectNoWrites(h, m, run);
+    }
+  });
+
+  it("when the self-hosted ACME account key file holds garbage, renew exits 3 naming the file and orders nothing", async () => {
+    const file = join(h.dir, "garbage-account.pem");
+    writeFileSync(file, "garbage");
+    const m = mark(h);
+    const run = await h.runCli(["renew", "--config", variant((c) => (sub(c, "acme").accountKey = { file }))]);
+    expect(run.code, run.stderr).toBe(3);
+    expect(result(run)).toMatchObject({ action: "failed", error: { code: "ACME_ACCOUNT", stage: "acme-account", message: `the ACME account key in file ${file} is not a valid private key; fix or remove it` } });
+    expect(h.acmeFront!.orders().slice(m.orders)).toEqual([]);
+    expect(secretWrites(h, m)).toEqual([]);
+    expect(extensionPatches(h, m)).toEqual([]);
+    expect(readFileSync(file, "utf8")).toBe("garbage");
+  });
+
   describe("files and YAML", () => {
     it("when the config file does not exist, the file is named", async () => {
       const missing = join(h.dir, "missing.yaml");
