@@ -352,6 +352,8 @@ export function createApp(input: AppInput): App {
       resolvers: config.dns.resolvers,
       verifyTimeoutMs: config.verify.timeout,
       verifyIntervalMs: config.verify.interval,
+      extensionBusyTimeoutMs: config.extension.busyTimeout,
+      extensionBusyIntervalMs: config.extension.busyInterval,
     };
     return { config: t, deps, settings, kube };
   }, (t) => t.fqdn);

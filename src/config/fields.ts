@@ -58,6 +58,8 @@ export const fields: Field[] = [
   f("renewal.concurrency", "number", "How many targets one run renews at once (each takes its own cluster's Lease); the ACME orders and Azure writes of a run never exceed this many in flight."),
   f("extension.lroTimeout", "duration", "Bound on the extension update's long-running operation."),
   f("extension.pollInterval", "duration", "Polling interval for the extension update operation."),
+  f("extension.busyTimeout", "duration", "How long a run waits for an extension that is busy with another operation (provisioningState Updating, Creating, Deleting) before it is skipped (ExtensionBusy); nothing is ordered or stored meanwhile."),
+  f("extension.busyInterval", "duration", "Interval between reads of a busy extension while the run waits for its operation to end."),
   f("verify.trustBundleFile", "string", "PEM bundle the TLS check trusts (e.g. a staging CA's root). Default: the system store plus NODE_EXTRA_CA_CERTS."),
   f("verify.port", "number", "Port of azureml-fe's HTTPS listener for the TLS check."),
   f("verify.timeout", "duration", "How long the TLS check waits for azureml-fe to serve the new certificate while pods roll."),

@@ -222,6 +222,8 @@ export const configSchema = z
       .object({
         lroTimeout: duration("30m"),
         pollInterval: duration("10s"),
+        busyTimeout: duration("10m"),
+        busyInterval: duration("15s"),
       })
       .strict()
       .prefault({}),
