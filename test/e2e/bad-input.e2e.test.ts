@@ -510,6 +510,34 @@ describe("bad input: what is already in the secret (plan names the reason and th
   });
 });
 
+describe("bad input: a secret with keys amlcert does not own, in fixed mode (written in place)", () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness({ acmeFront: true });
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it("the in-place write replaces cert.pem and key.pem and keeps ca.crt and the note; fixed mode's documented exit 4 (azureml-fe does not reload a secret changed in place)", async () => {
+    const config = h.writeConfig({ renewal: { secretMode: "fixed" } }, "fixed.yaml");
+    const c = await h.makeCertificate({ notBefore: new Date(Date.now() - 61 * DAY), notAfter: new Date(Date.now() + 29 * DAY) });
+    const caCrt = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    h.clusters[0]!.kube.putSecret("azureml", SECRET, { "cert.pem": c.chainPem, "key.pem": c.keyPem, "ca.crt": caCrt, "owner.txt": "platform team" });
+    await h.seedExtension({ sslSecret: SECRET });
+    const run = await h.runCli(["renew", "--config", config]);
+    expect(run.code, run.stderr).toBe(4);
+    const line = result(run);
+    expect(line).toMatchObject({ action: "failed", reason: "InRenewalWindow", storedSecret: SECRET, error: { code: "TLS_OLD_CERT_SERVED", stage: "verify-tls" } });
+    const stored = h.clusters[0]!.kube.getSecret("azureml", SECRET)!;
+    expect(Object.keys(stored).sort()).toEqual(["ca.crt", "cert.pem", "key.pem", "owner.txt"]);
+    expect([stored["ca.crt"], stored["owner.txt"]]).toEqual([caCrt, "platform team"]);
+    expect(new X509Certificate(pemBlocks(stored["cert.pem"]!)[0]!.pem).serialNumber.toUpperCase()).toBe(line.serial);
+    expect(inspectPair(stored["cert.pem"], stored["key.pem"], [FQDN]).problems).toEqual([]);
+  });
+});
+
 describe("bad input: what the CA answers (refused before any write, exit 3)", () => {
   let h: Harness;
   let config: string;
