@@ -117,7 +117,27 @@ interface Stage {
   stop(): Promise<void>;
 }
 
+/** What a SIGTERM/SIGINT stops before the bench exits (Pebble and the stand-ins are children of this process). */
+const live = new Set<Stage>();
+for (const sig of ["SIGTERM", "SIGINT"] as const) {
+  process.once(sig, () => {
+    process.stderr.write(`bench: ${sig}: stopping Pebble and the stand-ins\n`);
+    void Promise.all([...live].map((s) => s.stop().catch(() => undefined))).then(() => process.exit(128 + (sig === "SIGTERM" ? 15 : 2)));
+  });
+}
+
 async function stage(opts: HarnessOptions): Promise<Stage> {
+  const s = await startStage(opts);
+  live.add(s);
+  const stop = s.stop;
+  s.stop = async () => {
+    live.delete(s);
+    await stop();
+  };
+  return s;
+}
+
+async function startStage(opts: HarnessOptions): Promise<Stage> {
   const h = await startHarness({ ...opts, pebbleEnv: PEBBLE_ENV });
   const relays: DnsRelay[] = [];
   let front: FirstRequest | undefined;
@@ -220,6 +240,8 @@ async function issue(s: Stage, o: Options, client: Client, delayMs: number): Pro
     args = [join(ROOT, "dist/bench/floor.js"), "issue", account, FQDN, s.control.url, String(delayMs), s.front.directoryUrl];
     childEnv = { ...env, NODE_EXTRA_CA_CERTS: caFile };
   }
+  // after reset(), which puts the harness's start delay back: every client gets the delay under test
+  s.h.zones.propagationDelayMs = delayMs;
   s.front.mark();
   const r = await timed(cmd, args, { env: childEnv, rss: true, timeoutMs: 180_000 });
   if (r.code !== 0) throw fail(`${client} at ${delayMs} ms`, r);
