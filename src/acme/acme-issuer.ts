@@ -101,6 +101,8 @@ const DIRECTORY_MAX_AGE_MS = 24 * 3_600_000;
 /** A renewalInfo answer is reused until its Retry-After, within these bounds (RFC 9773 section 4.3). */
 const ARI_REFRESH_MIN_MS = 60_000;
 const ARI_REFRESH_MAX_MS = 24 * 3_600_000;
+/** The bound of a renewalInfo lookup's one try (and of the directory fetch it may need). */
+const ARI_LOOKUP_TIMEOUT_MS = 10_000;
 /** Without a Retry-After, Let's Encrypt's six hours. */
 const ARI_REFRESH_DEFAULT_MS = 6 * 3_600_000;
 
@@ -252,6 +254,9 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
     ...opts.transport,
   };
 
+  // renewalInfo is best effort (the lifetime rule stands in): one short try, so a CA that is down does not hold up plan
+  const lookupPolicy: TransportPolicy = { ...policy, attempts: 1, requestTimeoutMs: Math.min(policy.requestTimeoutMs, ARI_LOOKUP_TIMEOUT_MS) };
+
   /** Run one ACME step, repeating it (bounded) when it failed only because the CA kept rejecting nonces. */
   async function nonceSafe<T>(step: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -272,14 +277,14 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
   const httpsAgent = new HttpsAgent({ keepAlive: true, ...(opts.caPem === undefined ? {} : { ca: [...getCACertificates("default"), opts.caPem] }) });
 
   /** Run `fn` in a call scope of its own (problems, signal, counters), unless one is running already. */
-  function inCall<T>(signal: AbortSignal | undefined, fn: (call: CallScope) => Promise<T>): Promise<T> {
+  function inCall<T>(signal: AbortSignal | undefined, fn: (call: CallScope) => Promise<T>, bounds: TransportPolicy = policy): Promise<T> {
     const running = scope.getStore();
     if (running !== undefined) return fn(running);
     const call: CallScope = {
       problems: [],
       badNonces: 0,
       transport: {
-        policy,
+        policy: bounds,
         clock: opts.clock,
         httpsAgent,
         ...(signal === undefined ? {} : { signal }),
@@ -298,7 +303,7 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
   // ------------------------------------------------------------------------------------------------- directory
   let directoryMemo: { at: number; dir: Promise<Directory> } | undefined;
   /** The directory, fetched once (and again after a day); a failure is not kept. */
-  function directory(signal?: AbortSignal): Promise<Directory> {
+  function directory(signal?: AbortSignal, bounds: TransportPolicy = policy): Promise<Directory> {
     const now = opts.clock.now().getTime();
     if (directoryMemo && now - directoryMemo.at < DIRECTORY_MAX_AGE_MS) return directoryMemo.dir;
     const dir = inCall(signal, async () => {
@@ -307,7 +312,7 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
         throw new Error(`the ACME directory ${opts.directoryUrl} answered ${res.status}${typeof res.data === "object" ? "" : " without a JSON body"}`);
       }
       return res.data as Directory;
-    });
+    }, bounds);
     directoryMemo = { at: now, dir };
     dir.catch(() => {
       if (directoryMemo?.dir === dir) directoryMemo = undefined;
@@ -593,7 +598,7 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
 
   async function fetchWindow(base: string, certId: string, signal?: AbortSignal): Promise<{ window: RenewalWindow | undefined; until: number }> {
     const url = `${base.replace(/\/+$/, "")}/${certId}`;
-    const res = await inCall(signal, () => acme.axios.get<unknown>(url, { validateStatus: null } as never));
+    const res = await inCall(signal, () => acme.axios.get<unknown>(url, { validateStatus: null } as never), lookupPolicy);
     const now = opts.clock.now();
     const after = retryAfterMs(res.headers["retry-after"], now) ?? ARI_REFRESH_DEFAULT_MS;
     const until = now.getTime() + Math.min(ARI_REFRESH_MAX_MS, Math.max(ARI_REFRESH_MIN_MS, after));
@@ -635,7 +640,7 @@ export function createAcmeIssuer(opts: AcmeIssuerOptions): AcmeIssuer {
       const cached = windows.get(certId);
       if (cached && opts.clock.now().getTime() < cached.until) return cached.window;
       try {
-        const dir = await directory(signal);
+        const dir = await directory(signal, lookupPolicy);
         if (typeof dir.renewalInfo !== "string") return undefined;
         const answer = await fetchWindow(dir.renewalInfo, certId, signal);
         windows.set(certId, answer);
