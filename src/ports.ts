@@ -95,6 +95,9 @@ export interface CertificateSource {
   renewalInfo?(chainPem: string, signal?: AbortSignal): Promise<RenewalWindow | undefined>;
   /** what an order brings (ACME): the configured profile and, when known, its certificates' lifetime */
   readonly profile?: { name: string; lifetimeMs?: number };
+  /** Read-only checks of what an order would ask for (ACME: the profile is one the CA offers), run when a renewal is
+   * planned, so `plan` reports a configuration the CA refuses (CONFIG_INVALID) before `renew` orders. */
+  check?(signal?: AbortSignal): Promise<void>;
   /** Sources that hold a certificate someone else renews (Key Vault, a Kubernetes TLS secret): which one they hold
    * now, read without side effects, so the renewal decision can compare it with the one in place. ACME has none. */
   offer?(signal?: AbortSignal): Promise<SourceOffer>;

@@ -217,6 +217,8 @@ export async function inspectTarget(deps: RenewDeps, s: RenewSettings, known?: E
   if (current === undefined && currentSecretName && decision.reason === "SecretMissing") {
     decision.message = `secret ${currentSecretName} ${s.secretMode === "fixed" ? "(secretName, fixed mode)" : "named by sslSecret"} does not exist`;
   }
+  // an order is planned: what it would ask the source for must be something the source offers (ACME: the profile)
+  if (decision.renew && deps.source.check) await read(() => deps.source.check!());
   // a source that renews its certificates itself (Key Vault, a TLS secret) is followed, not renewed (source-decision.ts)
   if (deps.source.offer) decision = followSource(decision, await read(() => deps.source.offer!()), deps.source, warnings);
   // versioned: the version the extension names, when its rollout failed; slots: the slot whose rollout failed

@@ -91,5 +91,14 @@ export function createAcmeSource(deps: AcmeSourceDeps): CertificateSource {
     async renewalInfo(chainPem, signal) {
       return deps.acme().renewalInfo?.(chainPem, signal);
     },
+    async check(signal) {
+      if (!profile) return;
+      try {
+        await checkProfile(profile.name, profile.field, signal);
+      } catch (err) {
+        // only a profile the CA refuses is the configuration's fault; a CA that cannot be asked now is the order's to report
+        if (err instanceof AmlcertError && err.code === "CONFIG_INVALID") throw err;
+      }
+    },
   };
 }

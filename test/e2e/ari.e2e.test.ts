@@ -107,14 +107,18 @@ describe("amlcert with ARI and profiles (through the ACME front)", () => {
     expect(since(m).filter((e) => e.kind === "newOrder").map((e) => [e.replaces, e.profile, e.status])).toEqual([[undefined, undefined, 201]]);
   });
 
-  it("when the configured profile is not one the CA offers, renew exits 2 naming the field and the profiles offered, and orders nothing", async () => {
+  it("when the configured profile is not one the CA offers, plan and renew exit 2 naming the field and the profiles offered, and nothing is ordered", async () => {
     const config = h.writeConfig({ acme: { profile: "nonesuch" } }, "bad-profile.yaml");
+    const message = `acme.profile: "nonesuch" is not a profile the CA at ${front().directoryUrl} offers; it offers classic, tlsserver, shortlived`;
+    const plan = await h.runCli(["plan", "--config", config, "--json"]);
+    expect(plan.code).toBe(2);
+    expect(result(plan), plan.stdout).toMatchObject({ action: "error", reason: "CONFIG_INVALID", error: { code: "CONFIG_INVALID", message } });
     const m = mark();
     const run = await h.runCli(["renew", "--config", config, "--json"]);
     expect(run.code).toBe(2);
     expect(result(run), run.stdout).toMatchObject({
       action: "failed",
-      error: { code: "CONFIG_INVALID", exitCode: 2, message: `acme.profile: "nonesuch" is not a profile the CA at ${front().directoryUrl} offers; it offers classic, tlsserver, shortlived` },
+      error: { code: "CONFIG_INVALID", exitCode: 2, message },
     });
     expect(since(m).filter((e) => e.kind === "newOrder")).toEqual([]);
   });

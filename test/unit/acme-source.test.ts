@@ -40,6 +40,16 @@ describe("the ACME source", () => {
     expect([keys, requests.length]).toEqual([0, 0]);
   });
 
+  it("check() refuses a profile the CA does not offer, and is quiet when the CA cannot be asked (the order reports that)", async () => {
+    const { acme } = issuer(PROFILES);
+    await expect(createAcmeSource({ acme: () => acme, solver, generateKey: async () => "key", profile: { name: "nope", field: "acme.profile" } }).check!()).rejects.toThrow(
+      'acme.profile: "nope" is not a profile the CA offers; it offers classic, tlsserver',
+    );
+    await expect(createAcmeSource({ acme: () => acme, solver, generateKey: async () => "key", profile: { name: "classic", field: "acme.profile" } }).check!()).resolves.toBeUndefined();
+    const down: AcmeIssuer = { ...acme, profiles: async () => Promise.reject(new AmlcertError("ACME_ERROR", "acme-order", "ACME directory request failed")) };
+    await expect(createAcmeSource({ acme: () => down, solver, generateKey: async () => "key", profile: { name: "classic", field: "acme.profile" } }).check!()).resolves.toBeUndefined();
+  });
+
   it("when the CA offers no profiles at all, a configured profile is refused saying so", async () => {
     const { acme } = issuer(undefined);
     const source = createAcmeSource({ acme: () => acme, solver, generateKey: async () => "key", profile: { name: "classic", field: "targets[0].profile" } });
