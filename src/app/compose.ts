@@ -367,12 +367,12 @@ export function createApp(input: AppInput): App {
   const permissions = (): AzurePermissions => ({
     at: async (scope) => {
       permissionsClient ??= import("../azure/permissions.js").then((m) =>
-        m.createAzurePermissions({ credential: azure.credential, endpoint: cloud.resourceManagerEndpoint, scope: cloud.tokenScope, requests }),
+        m.createAzurePermissions({ credential: azure.credential, endpoint: cloud.resourceManagerEndpoint, scope: cloud.tokenScope, requests, retry: armRetry(config, logger) }),
       );
       return (await permissionsClient).at(scope);
     },
   });
-  const accessReview = (k: KubernetesSourceConfig) => createAccessReview({ source: kubeSource(k), namespace: AZUREML_NAMESPACE, requests });
+  const accessReview = (k: KubernetesSourceConfig) => createAccessReview({ source: { ...kubeSource(k), retry: kubeRetry(config, logger) }, namespace: AZUREML_NAMESPACE, requests });
   const acmeProbe = async (): Promise<AcmeProbe> => {
     const issuer = await acmeClient();
     if (!issuer.probe) throw new AmlcertError("INTERNAL", "preflight", "this ACME issuer cannot be probed");

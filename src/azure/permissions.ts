@@ -9,7 +9,7 @@ import { AuthorizationManagementClient } from "@azure/arm-authorization";
 import type { TokenCredential } from "@azure/identity";
 import type { RequestObserver } from "../ports.js";
 import { toAmlcertError } from "./arm-error.js";
-import { observerClientOptions } from "./request-policy.js";
+import { armClientOptions, type ArmRetryOptions } from "./request-policy.js";
 
 /** One role assignment's permissions at a scope. */
 export interface PermissionSet {
@@ -27,6 +27,8 @@ export interface AzurePermissionsOptions {
   endpoint: string;
   scope: string;
   requests?: RequestObserver;
+  /** per-try timeout, retries and the Retry-After cap, as for every ARM client (azure.requestTimeout, ...) */
+  retry?: Partial<ArmRetryOptions>;
 }
 
 /** The parts of a resource ID the permissions API takes: `/subscriptions/s/resourceGroups/rg[/providers/ns/...]`. */
@@ -56,7 +58,7 @@ export function createAzurePermissions(opts: AzurePermissionsOptions): AzurePerm
       c = new AuthorizationManagementClient(opts.credential, subscriptionId, {
         endpoint: opts.endpoint,
         credentialScopes: [opts.scope],
-        ...observerClientOptions("arm", opts.requests),
+        ...armClientOptions(opts.retry, opts.requests),
       });
       clients.set(subscriptionId, c);
     }
