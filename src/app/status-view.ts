@@ -21,9 +21,21 @@ import type { TargetHistory } from "../history/history.js";
 import { errorExitCode } from "../history/record.js";
 import { worstExitCode } from "./run.js";
 
+/**
+ * Slots mode: which slot azureml-fe is served from (undefined when the extension names no slot, or its last rollout
+ * failed and nothing earlier is known to be served) and which one holds the rollback certificate (the other slot,
+ * when it holds a certificate that was rolled out before; undefined when it is free or holds one never rolled out).
+ */
+export interface StatusSlots<T = Date> {
+  served?: string;
+  rollback?: { secret: string; serial?: string; notAfter?: T };
+}
+
 export interface StatusFacts {
   fqdn: string;
   secret?: string;
+  /** slots mode only */
+  slots?: StatusSlots;
   serial?: string;
   notAfter?: Date;
   renewAt?: Date;
@@ -46,6 +58,8 @@ export type StatusHealth = "ok" | "expiring" | "failing" | "error";
 export interface StatusLine {
   fqdn: string;
   secret?: string;
+  /** slots mode only: the served slot and the rollback slot (notAfter an ISO timestamp) */
+  slots?: StatusSlots<string>;
   serial?: string;
   /** ISO timestamps */
   notAfter?: string;
@@ -95,6 +109,14 @@ export interface StatusError {
 
 const exitCodeOf = (e: StatusError): number => e.exitCode ?? errorExitCode(e.code, e.stage);
 
+function slotsLine(s: StatusSlots): StatusSlots<string> {
+  const r = s.rollback;
+  return {
+    ...(s.served ? { served: s.served } : {}),
+    ...(r ? { rollback: { secret: r.secret, ...(r.serial ? { serial: r.serial } : {}), ...(r.notAfter ? { notAfter: r.notAfter.toISOString() } : {}) } } : {}),
+  };
+}
+
 export function statusLine(facts: StatusFacts, history: TargetHistory | undefined, now: Date): StatusLine {
   // When the cluster could not be read, the history's record of the certificate is the best there is.
   const fallback = facts.error ? history : undefined;
@@ -104,6 +126,7 @@ export function statusLine(facts: StatusFacts, history: TargetHistory | undefine
   const line: StatusLine = {
     fqdn: facts.fqdn,
     secret: facts.secret ?? fallback?.secret,
+    ...(facts.slots ? { slots: slotsLine(facts.slots) } : {}),
     serial: facts.serial ?? fallback?.serial,
     notAfter,
     daysLeft: notAfter === undefined ? undefined : Math.floor((Date.parse(notAfter) - now.getTime()) / DAY_MS),
@@ -172,12 +195,13 @@ function lastResultCell(l: StatusLine): string {
   return l.lastResult;
 }
 
-const HEADERS = ["FQDN", "SECRET", "SERIAL", "NOT AFTER", "DAYS", "RENEW AT", "LAST RESULT", "FAILURES", "DNS", "SERVING", "HEALTH"];
+const HEADERS = ["FQDN", "SECRET", "ROLLBACK", "SERIAL", "NOT AFTER", "DAYS", "RENEW AT", "LAST RESULT", "FAILURES", "DNS", "SERVING", "HEALTH"];
 
 function cells(l: StatusLine): string[] {
   return [
     l.fqdn,
     l.secret ?? "-",
+    l.slots?.rollback?.secret ?? "-",
     l.serial ?? "-",
     shortTime(l.notAfter),
     l.daysLeft === undefined ? "-" : String(l.daysLeft),
@@ -210,6 +234,8 @@ function details(l: StatusLine, now: Date): string[] {
     if (l.dnsOk === false) out.push("DNS check failed");
     if (l.servingOk === false) out.push("azureml-fe does not serve the certificate in place");
   }
+  const rollback = l.slots?.rollback;
+  if (rollback) out.push(`rollback certificate in slot ${rollback.secret}${rollback.serial ? `: serial ${rollback.serial}` : ""}${rollback.notAfter ? `, not after ${shortTime(rollback.notAfter)}` : ""}`);
   if (l.retryNotBefore) out.push(`rate limited: no order before ${shortTime(l.retryNotBefore)} (${relative(l.retryNotBefore, now)}); --force orders anyway`);
   if (l.ordersLast7Days !== undefined && l.ordersLast7Days >= 5) out.push(`${l.ordersLast7Days} certificates ordered for these names in the last 7 days (Let's Encrypt's duplicate-certificate limit is 5)`);
   const last = l.lastAttempt === undefined ? "no attempt recorded yet" : (when("last success", l.lastSuccess) ?? "no success recorded");

@@ -5,13 +5,38 @@
  */
 import type { TargetConfig } from "../config/schema.js";
 import type { Logger } from "../observability/logger.js";
-import { inspectTarget } from "../renewal/inspect.js";
+import { inspectTarget, type Inspection } from "../renewal/inspect.js";
+import { otherSlot, rolloutOf, slotHoldsCertificate } from "../renewal/certificate-version.js";
+import { describe, parseChain } from "../certs/certificate.js";
 import { checkDns } from "../renewal/verify-dns.js";
 import { servingHint, waitForServing } from "../renewal/verify-serving.js";
 import { outcomeError } from "../renewal/recorder.js";
 import type { TargetHistory } from "../history/history.js";
-import { statusLine, type StatusFacts, type StatusLine } from "./status-view.js";
+import { statusLine, type StatusFacts, type StatusLine, type StatusSlots } from "./status-view.js";
 import type { App } from "./compose.js";
+
+/**
+ * Slots mode: the slot served (resolveSlots' view, when it is one of the two slots) and the rollback certificate:
+ * the other slot, when it holds a certificate that was rolled out before (annotated done). A free slot, or one
+ * holding a certificate never rolled out (stored for the next rollout, or rejected), is no rollback.
+ */
+export function statusSlots(base: string, slots: Inspection["slots"]): StatusSlots | undefined {
+  if (!slots) return undefined;
+  const served = otherSlot(base, slots.served) === undefined ? undefined : slots.served;
+  const other = served === undefined ? undefined : otherSlot(base, served)!;
+  const held = other === undefined ? undefined : slots.secrets[other];
+  let rollback: StatusSlots["rollback"];
+  if (other !== undefined && held && slotHoldsCertificate(held) && rolloutOf(held).state === "done") {
+    let leaf: { serialNumber: string; notAfter: Date } | undefined;
+    try {
+      leaf = describe(parseChain(held.data["cert.pem"]!.toString("utf8"))[0]!);
+    } catch {
+      leaf = undefined; // an unreadable chain: the slot is still named, without serial and expiry
+    }
+    rollback = { secret: other, ...(leaf ? { serial: leaf.serialNumber, notAfter: leaf.notAfter } : {}) };
+  }
+  return { ...(served ? { served } : {}), ...(rollback ? { rollback } : {}) };
+}
 
 async function factsOf(app: App, t: TargetConfig): Promise<StatusFacts> {
   const { deps, settings } = app.target(t);
@@ -34,6 +59,7 @@ async function factsOf(app: App, t: TargetConfig): Promise<StatusFacts> {
       fqdn: t.fqdn,
       source: deps.source.origin ?? deps.source.kind,
       secret: i.currentSecretName,
+      ...(i.slots ? { slots: statusSlots(settings.secretName, i.slots) } : {}),
       serial: current?.serialNumber,
       notAfter: current?.notAfter,
       renewAt: i.decision.renewAt,

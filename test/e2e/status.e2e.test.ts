@@ -12,6 +12,9 @@ import { startHarness, type CliRun, type Harness } from "../harness/harness.js";
 import { formatStatusTable, type StatusLine } from "../../src/app/status-view.js";
 
 const FQDN = "ml.contoso.test";
+/** the slots of the harness's secretName (slots mode is the default) */
+const SLOT_A = "aml-tls-a";
+const SLOT_B = "aml-tls-b";
 
 /** The certificate azureml-fe serves for the FQDN, from a TLS handshake that trusts Pebble's roots. */
 
@@ -63,7 +66,7 @@ async function status(h: Harness, args: string[]): Promise<CliRun & { line: Stat
 /** The table's cells of the target's row (columns are at least two spaces apart; no cell holds two spaces). */
 function tableRow(table: string, fqdn = FQDN): string[] {
   const rows = table.split("\n\n")[0]!.split("\n");
-  expect(rows[0]!.split(/ {2,}/)).toEqual(["FQDN", "SECRET", "SERIAL", "NOT AFTER", "DAYS", "RENEW AT", "LAST RESULT", "FAILURES", "DNS", "SERVING", "HEALTH"]);
+  expect(rows[0]!.split(/ {2,}/)).toEqual(["FQDN", "SECRET", "ROLLBACK", "SERIAL", "NOT AFTER", "DAYS", "RENEW AT", "LAST RESULT", "FAILURES", "DNS", "SERVING", "HEALTH"]);
   const row = rows.find((r) => r.startsWith(`${fqdn} `));
   if (!row) throw new Error(`no row for ${fqdn} in\n${table}`);
   return row.split(/ {2,}/);
@@ -94,6 +97,9 @@ describe("amlcert status against Pebble and the stand-ins", () => {
     expect(run.code, run.stderr).toBe(0);
     const notAfter = new Date(served.validTo).toISOString();
     const secret = h.arm.getExtension(h.clusters[0]!.extension)!.configurationSettings.sslSecret!;
+    // the first certificate went to slot -a; slot -b is still free, so there is no rollback certificate yet
+    expect(secret).toBe(SLOT_A);
+    expect(run.line.slots).toEqual({ served: SLOT_A });
     expect(run.line).toMatchObject({
       fqdn: FQDN,
       secret,
@@ -121,6 +127,7 @@ describe("amlcert status against Pebble and the stand-ins", () => {
     expect(tableRow(table)).toEqual([
       FQDN,
       secret,
+      "-",
       served.serialNumber.toUpperCase(),
       minute(notAfter),
       String(daysLeft(notAfter, now)),
@@ -191,9 +198,29 @@ describe("amlcert status against Pebble and the stand-ins", () => {
     expect(Date.parse(run.line.lastSuccess!)).toBeLessThan(Date.parse(run.line.lastFailure!));
 
     const table = formatStatusTable([run.line], new Date());
-    expect(tableRow(table).slice(6)).toEqual(["failed at dns-challenge", "1", "ok", "ok", "failing"]);
+    expect(tableRow(table).slice(7)).toEqual(["failed at dns-challenge", "1", "ok", "ok", "failing"]);
     const note = table.split("\n\n")[1]!.split("\n");
     expect(note[0]).toBe(`${FQDN}: failing`);
     expect(note[1]).toMatch(/^ {2}the last attempt failed at dns-challenge \(AZURE_FORBIDDEN\): /);
+    // the previous certificate is served from slot -a, and slot -b was never written: no rollback
+    expect(run.line.slots).toEqual({ served: SLOT_A });
+  });
+
+  it("after a second renewal into slot -b, it reports -b served and -a holding the first certificate as the rollback", async () => {
+    const first = served;
+    const renewed = await h.runCli(["renew", "--config", config, "--force"]);
+    expect(renewed.code, renewed.stderr).toBe(0);
+    const second = await servedCertificate(h);
+    expect(second.serialNumber).not.toBe(first.serialNumber);
+
+    const run = await status(h, ["--config", config, "--json"]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.line).toMatchObject({ fqdn: FQDN, secret: SLOT_B, serial: second.serialNumber.toUpperCase(), health: "ok", consecutiveFailures: 0 });
+    expect(run.line.slots).toEqual({
+      served: SLOT_B,
+      rollback: { secret: SLOT_A, serial: first.serialNumber.toUpperCase(), notAfter: new Date(first.validTo).toISOString() },
+    });
+    const table = formatStatusTable([run.line], new Date());
+    expect(tableRow(table).slice(0, 4)).toEqual([FQDN, SLOT_B, SLOT_A, second.serialNumber.toUpperCase()]);
   });
 });

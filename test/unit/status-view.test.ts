@@ -169,10 +169,10 @@ describe("formatStatusTable", () => {
     ];
     expect(formatStatusTable(lines, now)).toBe(
       [
-        "FQDN              SECRET                     SERIAL  NOT AFTER          DAYS  RENEW AT           LAST RESULT           FAILURES  DNS  SERVING  HEALTH",
-        "ml.contoso.test   aml-tls-20261101-0000000a  0A1B2C  2027-01-30T00:00Z  59    2026-12-31T00:00Z  renewed               0         ok   ok       ok",
-        "api.contoso.test  aml-tls-api                0B      2026-12-20T00:00Z  18    2026-11-30T00:00Z  failed at acme-order  2         ok   ok       failing",
-        "x.contoso.test    -                          -       -                  -     -                  -                     0         -    -        error",
+        "FQDN              SECRET                     ROLLBACK  SERIAL  NOT AFTER          DAYS  RENEW AT           LAST RESULT           FAILURES  DNS  SERVING  HEALTH",
+        "ml.contoso.test   aml-tls-20261101-0000000a  -         0A1B2C  2027-01-30T00:00Z  59    2026-12-31T00:00Z  renewed               0         ok   ok       ok",
+        "api.contoso.test  aml-tls-api                -         0B      2026-12-20T00:00Z  18    2026-11-30T00:00Z  failed at acme-order  2         ok   ok       failing",
+        "x.contoso.test    -                          -         -       -                  -     -                  -                     0         -    -        error",
         "",
         "api.contoso.test: failing",
         "  2 attempts in a row failed, the last at acme-order (ACME_REJECTED): the CA refused the order",
@@ -200,11 +200,11 @@ describe("formatStatusTable", () => {
       ].join("\n"),
       ["new.contoso.test: expiring", "  no usable certificate in place (SecretMissing)", "  no success recorded"].join("\n"),
     ]);
-    expect(text.split("\n")[2]).toBe("new.contoso.test  -                          -       -                  -     -                  skipped      0         -    -        expiring");
+    expect(text.split("\n")[2]).toBe("new.contoso.test  -                          -         -       -                  -     -                  skipped      0         -    -        expiring");
   });
 
   it("with no targets, prints the header only", () => {
-    expect(formatStatusTable([], now)).toBe("FQDN  SECRET  SERIAL  NOT AFTER  DAYS  RENEW AT  LAST RESULT  FAILURES  DNS  SERVING  HEALTH");
+    expect(formatStatusTable([], now)).toBe("FQDN  SECRET  ROLLBACK  SERIAL  NOT AFTER  DAYS  RENEW AT  LAST RESULT  FAILURES  DNS  SERVING  HEALTH");
   });
 });
 
