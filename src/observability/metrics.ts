@@ -67,28 +67,25 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
   const registry = new Registry();
   const registers = [registry];
   const perTarget = (name: string, help: string) => new Gauge({ name, help, labelNames: [TARGET] as const, registers });
+  const perTargetSource = (name: string, help: string) => new Gauge({ name, help, labelNames: [TARGET, "source"] as const, registers });
 
   const notBefore = perTarget("amlcert_certificate_not_before_timestamp_seconds", "Start of validity (notBefore) of the certificate in place, as a Unix timestamp.");
   const notAfter = perTarget("amlcert_certificate_not_after_timestamp_seconds", "Expiry (notAfter) of the certificate in place, as a Unix timestamp.");
   const renewal = perTarget("amlcert_certificate_renewal_timestamp_seconds", "When the certificate in place is due for renewal (its renewAt), as a Unix timestamp.");
-  const renewalSource = new Gauge({
-    name: "amlcert_certificate_renewal_source",
-    help: "1 for where the renewal time of the certificate in place came from (source: ari, the CA's RFC 9773 window; renewBefore; lifetime, 2/3 of it), one series per target.",
-    labelNames: [TARGET, "source"] as const,
-    registers,
-  });
+  const renewalSource = perTargetSource(
+    "amlcert_certificate_renewal_source",
+    "1 for where the renewal time of the certificate in place came from (source: ari, the CA's RFC 9773 window; renewBefore; lifetime, 2/3 of it), one series per target.",
+  );
   const lastRun = perTarget("amlcert_last_run_timestamp_seconds", "When a run for the target last started, from the durable history.");
   const lastSuccess = perTarget("amlcert_last_success_timestamp_seconds", "When a run for the target last succeeded, from the durable history.");
   const consecutiveFailures = perTarget("amlcert_consecutive_failures", "Failed runs for the target since its last success, from the durable history (0 after a success).");
   const nextAttempt = perTarget("amlcert_next_attempt_timestamp_seconds", "When the scheduler will next run the target (retry table included), as a Unix timestamp.");
   const dnsOk = perTarget("amlcert_dns_ok", "1 when the target's FQDN resolved to azureml-fe at the last check, else 0.");
   const servingOk = perTarget("amlcert_serving_ok", "1 when azureml-fe served the stored certificate for the target at the last check, else 0.");
-  const sourceNotRenewing = new Gauge({
-    name: "amlcert_source_not_renewing",
-    help: "1 when the certificate in place is due but its source (keyVault, kubernetesTls) holds no newer one (the last plan was SourceNotRenewing), else 0. No series for ACME targets.",
-    labelNames: [TARGET, "source"] as const,
-    registers,
-  });
+  const sourceNotRenewing = perTargetSource(
+    "amlcert_source_not_renewing",
+    "1 when the certificate in place is due but its source (keyVault, kubernetesTls) holds no newer one (the last plan was SourceNotRenewing), else 0. No series for ACME targets.",
+  );
   const sources = new Map<string, string>();
 
   const runs = new Counter({

@@ -4,10 +4,10 @@
  * from the Kubernetes stand-in's store. Last, the same wiring in-process (createApp) to show that repeated runs
  * hold no more resources than the second one did.
  */
-import { spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { servedCertificate } from "../support/served-certificate.js";
+import { promtoolCheckMetrics as promtoolCheck } from "../prometheus/promtool.js";
 import { startHarness, type Harness, type SpawnedCli } from "../harness/harness.js";
 import { freePort } from "../servers/pebble.js";
 import { findDef } from "../servers/kube-resources.js";
@@ -21,7 +21,6 @@ import { systemClock } from "../../src/ports.js";
 import type { TargetHistory } from "../../src/history/history.js";
 
 const FQDN = "ml.contoso.test";
-const PROMTOOL = "/usr/bin/promtool";
 /** once a year: after the check at start, nothing else is scheduled while a test runs */
 const YEARLY = "0 0 1 1 *";
 
@@ -86,23 +85,6 @@ function runsFinished(d: Daemon, runs: number, timeoutMs = 90_000): Promise<Samp
     },
     timeoutMs,
   );
-}
-
-/** `promtool check metrics` on an exposition: exit code and what it printed. */
-function promtoolCheck(text: string): Promise<{ code: number; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PROMTOOL, ["check", "metrics"], { stdio: ["pipe", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, output });
-    });
-    child.stdin.end(text);
-  });
 }
 
 

@@ -2,16 +2,14 @@
  * The daemon's HTTP port scraped for real over loopback: /metrics in the Prometheus text format (and accepted by
  * Debian's promtool), /healthz and /readyz with their status codes, 404/405 for the rest, and a bounded close.
  */
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { request as httpRequest, Agent } from "node:http";
 import { Gauge } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMetrics, type Metrics } from "../../src/observability/metrics.js";
 import { startHttpServer, type Probe, type RunningHttpServer } from "../../src/observability/http-server.js";
 import { parseExposition } from "../support/exposition.js";
+import { promtoolCheckMetrics as promtoolCheck } from "../prometheus/promtool.js";
 
-const PROMTOOL = "/usr/bin/promtool";
 const A = "ml.contoso.test";
 
 interface Answer {
@@ -32,24 +30,6 @@ function call(port: number, method: string, path: string, agent?: Agent): Promis
     req.on("timeout", () => req.destroy(new Error(`${method} ${path} timed out`)));
     req.on("error", reject);
     req.end();
-  });
-}
-
-/** `promtool check metrics` on `text` (stdin); its exit code and output. */
-function promtoolCheck(text: string): Promise<{ code: number | null; output: string }> {
-  if (!existsSync(PROMTOOL)) throw new Error(`${PROMTOOL} is missing: install Debian's prometheus (apt-get install prometheus); .ci/run does`);
-  return new Promise((resolve, reject) => {
-    const child = spawn(PROMTOOL, ["check", "metrics"], { stdio: ["pipe", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (c: Buffer) => (output += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (output += c.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    child.once("error", reject);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-    child.stdin.end(text);
   });
 }
 
