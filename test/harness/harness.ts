@@ -23,6 +23,8 @@ import { startEntraServer, type EntraServer } from "../servers/entra-server.js";
 import { startArmServer, type ArmServer, type ClusterType, type ExtensionRef } from "../servers/arm-server.js";
 import type { ExtensionSeed, HealthProblem } from "../servers/arm-extensions.js";
 import { startKubeServer, type KubeServer } from "../servers/kube-server.js";
+import { deployManifestsFor, toYamlDocuments, type ManifestNames } from "../servers/kube-rbac.js";
+import type { KObj as RbacObject } from "../servers/kube-resources.js";
 import { startAzuremlFe, type AzuremlFe } from "../servers/azureml-fe.js";
 import { startPebble, type Pebble } from "../servers/pebble.js";
 import { startAcmeFront, type AcmeFront, type AcmeFrontOptions } from "../servers/acme-front.js";
@@ -60,7 +62,24 @@ export interface ClusterSpec {
   aRecord?: boolean;
 }
 
+/**
+ * The RBAC the Kubernetes stand-ins enforce. "default": deploy/overlays/cronjob as `kubectl kustomize` renders it, the
+ * default Role and the objects it may not create (both slots of secretName aml-tls, the ACME account secret, the
+ * Lease, the history ConfigMap), created at start and again by reset() when missing. "versioned":
+ * deploy/overlays/versioned (the same plus its Secret rule). `{ file }`: that RBAC file alone, nothing created (e.g.
+ * deploy/rbac.yaml, the Role from before slots mode).
+ */
+export type HarnessRbac = "default" | "versioned" | { file: string };
+
 export interface HarnessOptions {
+  /**
+   * default "default". With "default" or "versioned", writeConfig adjusts the Role and the objects to the names of the
+   * config it writes (each target's secretName slots, acme.accountKey.secret, history.configMap; added to those of
+   * earlier configs), as README tells a user to edit rbac.yaml and state.yaml; and a config in secret mode versioned
+   * or fixed (renewal.secretMode or a target's) puts the versioned overlay's Role in place, for the rest of the
+   * harness's life, as a user of that mode applies it.
+   */
+  rbac?: HarnessRbac;
   clusters?: ClusterSpec[];
   /** extra zones (e.g. a delegated validation zone) */
   extraZones?: string[];
@@ -255,11 +274,24 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     writeFileSync(pebbleRootsFile, await pebble.rootsPem());
 
     const specs = opts.clusters ?? [{ name: "aks-ml", fqdn: `ml.${zone}` }];
+    // the shipped manifests, for the secretName writeConfig gives every target
+    const rbacChoice = opts.rbac ?? "default";
+    let overlay: "cronjob" | "versioned" = rbacChoice === "versioned" ? "versioned" : "cronjob";
+    const names: ManifestNames = { secretNames: ["aml-tls"], accountSecrets: ["amlcert-acme-account"], historyConfigMaps: ["amlcert-history"] };
+    let manifests = typeof rbacChoice === "string" ? deployManifestsFor(ROOT, overlay, names) : undefined;
+    const rbacFile = manifests ? join(dir, "rbac.yaml") : (rbacChoice as { file: string }).file;
+    if (manifests) writeFileSync(rbacFile, toYamlDocuments(manifests.rbac));
+    const applyState = (kube: KubeServer) => {
+      for (const o of manifests?.state ?? []) {
+        if (!kube.store.peek(`${o.kind!.toLowerCase()}s`, o.metadata.namespace ?? "", o.metadata.name ?? "")) kube.putObject(structuredClone(o) as RbacObject & { apiVersion: string; kind: string });
+      }
+    };
     const clusters: Cluster[] = [];
     const extensionSeeds: ExtensionSeed[] = [];
     for (const spec of specs) {
-      const kube = await startKubeServer({ pki, rbacFile: join(ROOT, "deploy/rbac.yaml") });
+      const kube = await startKubeServer({ pki, rbacFile });
       stops.push(() => kube.close());
+      applyState(kube);
       const extension: ExtensionRef = {
         subscriptionId: SUBSCRIPTION,
         resourceGroup: "aks-rg",
@@ -368,6 +400,20 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         })),
       };
       const merged = deepMerge(base, overrides);
+      if (manifests) {
+        const cfg = merged as { renewal?: { secretMode?: string }; acme?: { accountKey?: { secret?: string } }; history?: { configMap?: string }; targets: { secretName?: string; secretMode?: string }[] };
+        if ([cfg.renewal?.secretMode, ...cfg.targets.map((t) => t.secretMode)].some((m) => m === "versioned" || m === "fixed")) overlay = "versioned";
+        const add = (list: string[], n: string | undefined) => n && !list.includes(n) && list.push(n);
+        for (const t of cfg.targets) add(names.secretNames, t.secretName);
+        add(names.accountSecrets, cfg.acme?.accountKey?.secret);
+        add(names.historyConfigMaps, cfg.history?.configMap);
+        manifests = deployManifestsFor(ROOT, overlay, names);
+        const role = manifests.rbac.find((o) => o.kind === "Role")!;
+        for (const c of clusters) {
+          c.kube.putObject(role as RbacObject & { apiVersion: string; kind: string });
+          applyState(c.kube);
+        }
+      }
       const path = join(dir, name);
       writeFileSync(path, stringify(merged));
       return path;
@@ -567,6 +613,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         kube.deleteObject("v1", "ConfigMap", "azureml", "amlcert-history");
         kube.deleteObject("coordination.k8s.io/v1", "Lease", "azureml", "amlcert");
         for (const e of kube.listEvents("azureml")) kube.deleteObject("v1", "Event", "azureml", e.metadata.name!);
+        applyState(kube);
         c.fe.unfreeze();
         await seedExtension({ cluster: i, sslSecret: c.spec.initialSecret?.name });
       }

@@ -7,7 +7,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { parseAllDocuments } from "yaml";
+import { parseAllDocuments, stringify } from "yaml";
 import type { KObj } from "./kube-resources.js";
 
 export interface UserInfo {
@@ -112,6 +112,89 @@ export const rbacObjectsOf = (objects: KObj[]): KObj[] => objects.filter((o) => 
  */
 export const stateObjectsOf = (objects: KObj[], ns = "azureml"): KObj[] =>
   objects.filter((o) => ["Secret", "Lease", "ConfigMap"].includes(o.kind ?? "") && o.metadata.namespace === ns && !(o.metadata.name ?? "").startsWith("amlcert-config-"));
+
+/** The target secretName the shipped manifests are written for (deploy/base/amlcert.yaml; manifests.test.ts checks it). */
+export const SHIPPED_SECRET_NAME = "amlcert-tls";
+
+export interface DeployManifests {
+  /** the ServiceAccount, Role and RoleBinding, as an RBAC file holds them */
+  rbac: KObj[];
+  /** the objects amlcert reads and writes, created empty by the manifests (stateObjectsOf) */
+  state: KObj[];
+}
+
+/** The names a configuration gives the objects the manifests create (the shipped ones: amlcert-tls, ...). */
+export interface ManifestNames {
+  /** each target's secretName: its two slots <name>-a and <name>-b */
+  secretNames: string[];
+  /** acme.accountKey.secret (of every configuration that is used) */
+  accountSecrets: string[];
+  /** history.configMap */
+  historyConfigMaps: string[];
+}
+
+const SHIPPED_NAMES: ManifestNames = { secretNames: [SHIPPED_SECRET_NAME], accountSecrets: ["amlcert-acme-account"], historyConfigMaps: ["amlcert-history"] };
+const LABEL_SECRET_BASE = "amlcert.io/secret-base";
+const rendered = new Map<string, KObj[]>();
+
+/**
+ * What `kubectl apply -k deploy/overlays/<overlay>` puts in a cluster, RBAC and state, after the edits README tells a
+ * user to make when the configuration names its objects differently: the slot Secrets once per secretName (names and
+ * secret-base label), the account secret and the history ConfigMap renamed, and the Role's resourceNames the same
+ * names. Nothing else changes: the rules are the shipped ones. The overlay is rendered by `kubectl kustomize` once
+ * per process.
+ */
+export function deployManifestsFor(root: string, overlay: DeployOverlay, names: ManifestNames): DeployManifests {
+  const dir = `${root}/deploy/overlays/${overlay}`;
+  const objects = rendered.get(dir) ?? renderKustomization(dir);
+  rendered.set(dir, objects);
+  const slotsOf = (base: string) => [`${base}-a`, `${base}-b`];
+  const out: KObj[] = [];
+  for (const shipped of objects) {
+    const o = structuredClone(shipped);
+    const name = o.metadata.name ?? "";
+    if (o.kind === "Secret" && o.metadata.labels?.[LABEL_SECRET_BASE] === SHIPPED_SECRET_NAME) {
+      const suffix = name.slice(SHIPPED_SECRET_NAME.length);
+      for (const base of names.secretNames) {
+        const slot = structuredClone(o);
+        slot.metadata.name = `${base}${suffix}`;
+        slot.metadata.labels = { ...slot.metadata.labels, [LABEL_SECRET_BASE]: base };
+        out.push(slot);
+      }
+      continue;
+    }
+    const renamed = (list: string[]) =>
+      list.map((n) => {
+        const c = structuredClone(o);
+        c.metadata.name = n;
+        return c;
+      });
+    if (o.kind === "Secret" && name === SHIPPED_NAMES.accountSecrets[0]) {
+      out.push(...renamed(names.accountSecrets));
+      continue;
+    }
+    if (o.kind === "ConfigMap" && name === SHIPPED_NAMES.historyConfigMaps[0]) {
+      out.push(...renamed(names.historyConfigMaps));
+      continue;
+    }
+    if (o.kind === "Role") {
+      for (const r of (o.rules as { resources?: string[]; resourceNames?: string[] }[] | undefined) ?? []) {
+        if (!r.resourceNames) continue;
+        if (r.resources?.includes("secrets")) r.resourceNames = [...names.secretNames.flatMap(slotsOf), ...names.accountSecrets];
+        if (r.resources?.includes("configmaps")) r.resourceNames = [...names.historyConfigMaps];
+      }
+    }
+    out.push(o);
+  }
+  return { rbac: rbacObjectsOf(out), state: stateObjectsOf(out) };
+}
+
+/** deployManifestsFor with the shipped names, but the one target's secretName `secretName`. */
+export const deployManifests = (root: string, overlay: DeployOverlay, secretName = SHIPPED_SECRET_NAME): DeployManifests =>
+  deployManifestsFor(root, overlay, { ...SHIPPED_NAMES, secretNames: [secretName] });
+
+/** A multi-document YAML of `objects` (an RBAC file for startKubeServer's rbacFile). */
+export const toYamlDocuments = (objects: KObj[]): string => objects.map((o) => stringify(o)).join("---\n");
 
 /** ClusterRoles and ClusterRoleBindings that every cluster has (the parts of them that matter here). */
 export function builtinRbac(): KObj[] {
