@@ -108,6 +108,59 @@ class RecordingCredential implements TokenCredential {
   }
 }
 
+/** A token is reused until this long before it expires. */
+export const TOKEN_REUSE_MARGIN_MS = 5 * 60_000;
+
+/**
+ * One token per scope for the whole process: calls that arrive while a token is being fetched wait for that one
+ * request, and later calls reuse the token until TOKEN_REUSE_MARGIN_MS before it expires. Without it, the sign-in
+ * and each ARM client (Azure DNS, the extension) asked Entra ID again, and a run of 10 targets fetched 9 tokens.
+ * A call with `claims` (a Continuous Access Evaluation challenge from ARM) always asks again and replaces the token.
+ * A failed request is not kept. Each caller's abortSignal ends only its own wait.
+ */
+export function sharedTokens(inner: TokenCredential, now: () => number = Date.now): TokenCredential {
+  const tokens = new Map<string, Promise<AccessToken | null>>();
+  const shared: TokenCredential = {
+    getToken(scopes, options) {
+      const key = `${options?.tenantId ?? ""} ${[scopes].flat().join(" ")}`;
+      const cached = tokens.get(key);
+      let pending = options?.claims === undefined ? cached : undefined;
+      if (pending === undefined) {
+        const { abortSignal: _ownSignal, ...rest } = options ?? {};
+        const fetching = inner.getToken(scopes, rest);
+        tokens.set(key, fetching);
+        fetching.then(
+          (t) => {
+            if (!t && tokens.get(key) === fetching) tokens.delete(key);
+          },
+          () => {
+            if (tokens.get(key) === fetching) tokens.delete(key);
+          },
+        );
+        pending = fetching;
+      } else {
+        const reuse = pending;
+        pending = reuse.then((t) => {
+          if (t && t.expiresOnTimestamp - now() > TOKEN_REUSE_MARGIN_MS) return t;
+          if (tokens.get(key) === reuse) tokens.delete(key);
+          return shared.getToken(scopes, options);
+        });
+      }
+      const signal = options?.abortSignal;
+      if (!signal) return pending;
+      const aborted = () => new DOMException("the token request was aborted", "AbortError");
+      return Promise.race([
+        pending,
+        new Promise<never>((_, reject) => {
+          if (signal.aborted) reject(aborted());
+          signal.addEventListener("abort", () => reject(aborted()), { once: true });
+        }),
+      ]);
+    },
+  };
+  return shared;
+}
+
 /** Decode a JWT's claims without verifying it (the token is only read to name the identity; never logged). */
 export function decodeTokenClaims(token: string): Record<string, unknown> {
   const payload = token.split(".")[1];
@@ -255,7 +308,7 @@ export function createAzureCredential(opts: CreateAzureCredentialOptions): Azure
 
   let used: Candidate | undefined;
   const recorded = candidates.map((c) => new RecordingCredential(c, (x) => (used = x)));
-  const inner: TokenCredential = recorded.length === 1 ? recorded[0]! : new ChainedTokenCredential(...recorded);
+  const inner: TokenCredential = sharedTokens(recorded.length === 1 ? recorded[0]! : new ChainedTokenCredential(...recorded));
 
   const toAuthError = (err: unknown): AmlcertError => {
     if (err instanceof AmlcertError) return err;
