@@ -23,6 +23,7 @@
 import type { AxiosAdapter, AxiosResponse, InternalAxiosRequestConfig } from "axios";
 import type { Agent as HttpsAgent } from "node:https";
 import type { Clock, RequestObserver } from "../ports.js";
+import { parseRetryAfter } from "../retry-after.js";
 
 export interface TransportPolicy {
   /** each HTTP request (one attempt) is aborted after this long */
@@ -106,13 +107,7 @@ export interface TransportCall {
 
 /** Retry-After (RFC 9110): delay-seconds or an HTTP-date, as milliseconds from now; undefined when absent or unreadable. */
 export function retryAfterMs(header: unknown, now: Date): number | undefined {
-  const value = Array.isArray(header) ? header[0] : header;
-  if (typeof value !== "string" || value.trim() === "") return undefined;
-  const text = value.trim();
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const at = Date.parse(text);
-  if (Number.isNaN(at)) return undefined;
-  return Math.max(0, at - now.getTime());
+  return parseRetryAfter(header, now.getTime());
 }
 
 /** Exponential backoff with full jitter: a random delay in [min, min(max, min * 2^(attempt-1))]. */

@@ -16,6 +16,7 @@
  * The types are structural so that this module needs no Azure package of its own.
  */
 import type { RequestObserver, RequestSystem } from "../ports.js";
+import { parseRetryAfter } from "../retry-after.js";
 
 export interface PipelinePolicyLike {
   name: string;
@@ -162,11 +163,7 @@ export function retryAfterMs(headers: { get(name: string): string | undefined },
     const v = headers.get(name)?.trim();
     if (v && /^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v));
   }
-  const v = headers.get("retry-after")?.trim();
-  if (!v) return undefined;
-  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
-  const at = Date.parse(v);
-  return Number.isFinite(at) ? Math.max(0, at - now()) : undefined;
+  return parseRetryAfter(headers.get("retry-after"), now());
 }
 
 /** Full jitter (AWS's "exponential backoff and jitter"): a random wait up to min(max, base × 2^(retry-1)). */

@@ -25,6 +25,7 @@ import {
 import { AmlcertError, type Stage } from "../errors.js";
 import type { LogSink } from "../observability/logger.js";
 import type { RequestObserver } from "../ports.js";
+import { parseRetryAfter } from "../retry-after.js";
 
 export type KubeSource = (
   | {
@@ -173,14 +174,6 @@ export function loadKubeConfig(source: KubeSource): KubeConfig {
   return kc;
 }
 
-/** Retry-After in ms: delta-seconds or an HTTP date. */
-function retryAfterMs(value: string | undefined): number | undefined {
-  const v = value?.trim();
-  if (!v) return undefined;
-  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
-  const at = Date.parse(v);
-  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
-}
 
 const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -227,7 +220,7 @@ export function retryingHttpLibrary(retry: KubeRetryOptions = {}, observe?: Requ
           const status = response.httpStatusCode;
           const again = status === 429 || (read && status >= 500 && status !== 501 && status !== 505);
           if (!again || last) return response;
-          const asked = status === 429 || status === 503 ? retryAfterMs(response.headers["retry-after"]) : undefined;
+          const asked = status === 429 || status === 503 ? parseRetryAfter(response.headers["retry-after"], Date.now()) : undefined;
           // a Retry-After longer than the cap is answered at once: kubeError names it
           if (asked !== undefined && asked > o.maxRetryAfterMs) return response;
           waitMs = asked ?? backoff();
