@@ -224,3 +224,23 @@ describe("amlcert status against Pebble and the stand-ins", () => {
     expect(tableRow(table).slice(0, 4)).toEqual([FQDN, SLOT_B, SLOT_A, second.serialNumber.toUpperCase()]);
   });
 });
+
+describe("amlcert status over a certificate a test seeded under the default Role", () => {
+  it("when the harness seeds a certificate without a name in slots mode, it goes to slot -a, which the default Role may read: status is ok on it", async () => {
+    const h = await startHarness();
+    try {
+      const config = h.writeConfig();
+      const DAY = 86_400_000;
+      const inPlace = await h.seedCertificateInPlace({ notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 89 * DAY) });
+      expect(inPlace.secret).toBe(SLOT_A);
+      const run = await status(h, ["--config", config, "--json"]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.line).toMatchObject({ fqdn: FQDN, secret: SLOT_A, serial: inPlace.serial, reason: "UpToDate", problems: [], health: "ok", exitCode: 0 });
+      expect(run.line.slots).toEqual({ served: SLOT_A });
+      // nothing was refused: every read status made was allowed by the shipped Role
+      expect(h.clusters[0]!.kube.requests.filter((r) => r.status === 403)).toEqual([]);
+    } finally {
+      await h.stop();
+    }
+  });
+});

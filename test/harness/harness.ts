@@ -156,7 +156,11 @@ export interface SeedSecretOptions {
   cluster?: number;
   /** the config's `secretName` (default "aml-tls"): the base of the version's name and its label */
   base?: string;
-  /** default: `<base>-<yyyymmdd of notBefore>-<last 8 hex of the serial>`, the name amlcert gives a version */
+  /**
+   * default: slot `<base>-a` while the harness runs slots mode (the default: no config in versioned or fixed mode
+   * written yet, rbac not "versioned"), so the default Role may read it; else `<base>-<yyyymmdd of notBefore>-<last
+   * 8 hex of the serial>`, the name amlcert gives a version
+   */
   name?: string;
   /** the rollout bookkeeping: "done" for a version the extension was pointed at (default), "pending" for one it never was */
   rollout?: "pending" | "done";
@@ -277,6 +281,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     // the shipped manifests, for the secretName writeConfig gives every target
     const rbacChoice = opts.rbac ?? "default";
     let overlay: "cronjob" | "versioned" = rbacChoice === "versioned" ? "versioned" : "cronjob";
+    // seedSecret's default name: slot -a in slots mode, a version once a config in versioned or fixed mode was written
+    let seedsVersions = rbacChoice === "versioned";
     const names: ManifestNames = { secretNames: ["aml-tls"], accountSecrets: ["amlcert-acme-account"], historyConfigMaps: ["amlcert-history"] };
     let manifests = typeof rbacChoice === "string" ? deployManifestsFor(ROOT, overlay, names) : undefined;
     const rbacFile = manifests ? join(dir, "rbac.yaml") : (rbacChoice as { file: string }).file;
@@ -400,9 +406,11 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         })),
       };
       const merged = deepMerge(base, overrides);
+      const cfg = merged as { renewal?: { secretMode?: string }; acme?: { accountKey?: { secret?: string } }; history?: { configMap?: string }; targets: { secretName?: string; secretMode?: string }[] };
+      const notSlots = [cfg.renewal?.secretMode, ...cfg.targets.map((t) => t.secretMode)].some((m) => m === "versioned" || m === "fixed");
+      if (notSlots) seedsVersions = true;
       if (manifests) {
-        const cfg = merged as { renewal?: { secretMode?: string }; acme?: { accountKey?: { secret?: string } }; history?: { configMap?: string }; targets: { secretName?: string; secretMode?: string }[] };
-        if ([cfg.renewal?.secretMode, ...cfg.targets.map((t) => t.secretMode)].some((m) => m === "versioned" || m === "fixed")) overlay = "versioned";
+        if (notSlots) overlay = "versioned";
         const add = (list: string[], n: string | undefined) => n && !list.includes(n) && list.push(n);
         for (const t of cfg.targets) add(names.secretNames, t.secretName);
         add(names.accountSecrets, cfg.acme?.accountKey?.secret);
@@ -538,7 +546,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       const base = o.base ?? "aml-tls";
       const inspected = inspectPair(cert.chainPem, cert.keyPem, cert.names);
       if (!inspected.leaf || inspected.problems.length > 0) throw new Error(`seedSecret: the certificate is not a sound pair: ${JSON.stringify(inspected.problems)}`);
-      const name = o.name ?? versionedSecretName(base, inspected.leaf);
+      const name = o.name ?? (seedsVersions ? versionedSecretName(base, inspected.leaf) : `${base}-a`);
       const write = secretFor(
         { name, base, fqdn: c.spec.fqdn, names: cert.names, chainPem: cert.chainPem, keyPem: cert.keyPem, leaf: inspected.leaf },
         { state: o.rollout ?? "done", failures: o.rolloutFailures ?? 0 },
