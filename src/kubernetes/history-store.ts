@@ -31,7 +31,7 @@ export function missingObject(kind: string, name: string, namespace: string, res
   );
 }
 
-/** the name deploy/rbac.yaml allows get/update on (config `history.configMap`) */
+/** the name deploy/base/rbac.yaml allows get/update on (config `history.configMap`) */
 export const DEFAULT_HISTORY_CONFIGMAP = "amlcert-history";
 
 export interface HistoryStoreOptions {
@@ -44,7 +44,7 @@ export interface HistoryStoreOptions {
   clock?: Clock;
   /** bound of each API request; default 30 s */
   requestTimeoutMs?: number;
-  /** named in 403 messages; default the Role shipped in deploy/rbac.yaml */
+  /** named in 403 messages; default the Role shipped in deploy/base/rbac.yaml */
   rbacHint?: string;
   /** how many times an update is retried after a 409; default 5 */
   conflictRetries?: number;
@@ -70,7 +70,7 @@ export function createHistoryStore(opts: HistoryStoreOptions): HistoryStore {
   const clock = opts.clock ?? systemClock;
   const conflictRetries = opts.conflictRetries ?? 5;
   const retryDelayMs = opts.retryDelayMs ?? 50;
-  const shipped = `Role "amlcert" in namespace "${namespace}" (deploy/rbac.yaml)`;
+  const shipped = `Role "amlcert" in namespace "${namespace}" (deploy/base/rbac.yaml)`;
   const rbacHint =
     opts.rbacHint ??
     (name === DEFAULT_HISTORY_CONFIGMAP

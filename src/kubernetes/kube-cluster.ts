@@ -26,7 +26,7 @@ export interface KubeClusterOptions {
   requestTimeoutMs?: number;
   /** told of every API server response (amlcert_requests_total) */
   requests?: RequestObserver;
-  /** named in 403 messages; default the Role shipped in deploy/rbac.yaml */
+  /** named in 403 messages; default the Role shipped in deploy/base/rbac.yaml */
   rbacHint?: string;
   /** `reportingInstance` of Events (e.g. the pod name); default "amlcert" */
   instance?: string;
@@ -56,7 +56,7 @@ export function createKubeCluster(opts: KubeClusterOptions): KubeCluster {
   const conflictRetries = opts.conflictRetries ?? 5;
   const retryDelayMs = opts.retryDelayMs ?? 50;
   const clock = opts.clock ?? systemClock;
-  const rbacHint = opts.rbacHint ?? `Role "amlcert" in namespace "${namespace}" (deploy/rbac.yaml)`;
+  const rbacHint = opts.rbacHint ?? `Role "amlcert" in namespace "${namespace}" (deploy/base/rbac.yaml)`;
   const apis = lazyKubeApis(opts.source, opts.requestTimeoutMs, opts.requests);
   /** uid of secrets seen, so that Events reference the secret as `kubectl describe` expects */
   const uids = new Map<string, string>();

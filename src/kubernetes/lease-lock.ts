@@ -34,7 +34,7 @@ export interface LeaseLock {
 export interface LeaseLockOptions {
   source: KubeSource;
   namespace: string;
-  /** the Lease's name; deploy/rbac.yaml allows get/update on "amlcert" only */
+  /** the Lease's name; deploy/base/rbac.yaml allows get/update on "amlcert" only */
   name?: string;
   logger: KubeLogger;
   clock?: Clock;
@@ -58,7 +58,7 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
   const name = opts.name ?? "amlcert";
   const { namespace, logger } = opts;
   const clock = opts.clock ?? systemClock;
-  const rbacHint = opts.rbacHint ?? `Role "amlcert" in namespace "${namespace}" (deploy/rbac.yaml)`;
+  const rbacHint = opts.rbacHint ?? `Role "amlcert" in namespace "${namespace}" (deploy/base/rbac.yaml)`;
   const apis = lazyKubeApis(opts.source, opts.requestTimeoutMs, opts.requests);
   let heldBy: string | undefined;
 
@@ -80,7 +80,7 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
 
   const micro = (ms: number) => new V1MicroTime(ms);
 
-  const tryAcquire = async (holder: string, ttlSeconds: number, opts: { takeOverFrom?: string } = {}): Promise<LeaseAttempt> => {
+  const tryAcquire = async (holder: string, ttlSeconds: number, opts: { takeOverFrom?: string; raced?: boolean } = {}): Promise<LeaseAttempt> => {
     if (!holder) throw new AmlcertError("INTERNAL", "preflight", "lease holder identity must not be empty");
     const duration = Math.max(1, Math.ceil(ttlSeconds));
     const now = clock.now().getTime();
@@ -123,7 +123,8 @@ export function createLeaseLock(opts: LeaseLockOptions): LeaseLock {
     } catch (err) {
       if (apiFailure(err)?.code === 409) {
         logger.info({ lease: name, namespace }, "another run changed the lease first");
-        return { acquired: false };
+        // judge the winner's lease (its holder and when it lapses, so the caller can wait for it); one more read only
+        return opts.raced ? { acquired: false } : tryAcquire(holder, ttlSeconds, { ...opts, raced: true });
       }
       throw fail(err, "update");
     }

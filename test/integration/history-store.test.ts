@@ -182,7 +182,7 @@ describe("history ConfigMap against the API server stand-in, as the amlcert Serv
     expect(err.code).toBe("KUBE_FORBIDDEN");
     expect(err.message).toContain('Kubernetes denied "get" on configmaps "my-history" in namespace "azureml"');
     expect(err.message).toContain(
-      'grant it with Role "amlcert" in namespace "azureml" (deploy/rbac.yaml): its configmaps rule allows only resourceNames ["amlcert-history"]; add "my-history" (history.configMap) there.',
+      'grant it with Role "amlcert" in namespace "azureml" (deploy/base/rbac.yaml): its configmaps rule allows only resourceNames ["amlcert-history"]; add "my-history" (history.configMap) there.',
     );
     expect(err.message).toContain('User "system:serviceaccount:azureml:amlcert" cannot get resource "configmaps"');
     expect(kube.store.peek("configmaps", NS, "my-history")).toBeUndefined();
@@ -219,6 +219,20 @@ describe("history ConfigMap against the API server stand-in, as the amlcert Serv
       'Lease "amlcert" does not exist in namespace "azureml", and amlcert may not create it (403 Forbidden on create leases (coordination.k8s.io)). ' +
         'Apply the manifests in deploy/ (they create it, e.g. kubectl apply -k deploy/overlays/cronjob), or grant create on leases (coordination.k8s.io) in namespace "azureml"',
     );
+  });
+
+  it("when two runs take the existing, released Lease at once, the one that loses the update race is told who holds it and until when (so it waits instead of skipping)", async () => {
+    const earlier = createLeaseLock({ source: saSource, namespace: NS, logger: log, clock });
+    expect(await earlier.acquire("pod-c/1", 90)).toBe(true);
+    await earlier.release(); // as the manifests leave it, or a finished run: a Lease with no holder
+    const winner = createLeaseLock({ source: saSource, namespace: NS, logger: log, clock });
+    const loser = createLeaseLock({ source: saSource, namespace: NS, logger: log, clock });
+    // the loser read the Lease; before its update lands, the winner reads and updates it: the loser's update gets 409
+    kube.faults.add({ method: "PUT", pathIncludes: "/leases/amlcert", status: 0, times: 1, before: async () => void (await winner.tryAcquire("pod-a/1", 90)) });
+    const attempt = await loser.tryAcquire("pod-b/1", 90);
+    expect(attempt).toEqual({ acquired: false, holder: "pod-a/1", expiresAt: clock.now().getTime() + 90_000 });
+    expect((kube.store.peek("leases", NS, "amlcert") as unknown as { spec: { holderIdentity: string } }).spec.holderIdentity).toBe("pod-a/1");
+    await winner.release();
   });
 
   it("when a crashed holder's unexpired Lease names a dead process of this host, the lock is taken over (takeOverFrom); another holder's is not", async () => {
@@ -266,7 +280,7 @@ describe("history ConfigMap against the API server stand-in, as the amlcert Serv
     const err = await amlcertFailure(store({ source }).read(A));
     expect(err).toMatchObject({ code: "KUBE_FORBIDDEN", stage: "preflight" });
     expect(err.message).toContain('Kubernetes denied "get" on configmaps "amlcert-history" in namespace "azureml"');
-    expect(err.message).toContain('grant it with Role "amlcert" in namespace "azureml" (deploy/rbac.yaml), the configmaps rule with resourceNames ["amlcert-history"].');
+    expect(err.message).toContain('grant it with Role "amlcert" in namespace "azureml" (deploy/base/rbac.yaml), the configmaps rule with resourceNames ["amlcert-history"].');
   });
 
   it("when read with the kubectl command the README gives, as the amlcert ServiceAccount, the target's history is printed", async () => {

@@ -188,7 +188,7 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
     expect(err.code).toBe("KUBE_FORBIDDEN");
     expect(err.message).toContain('"get" on secrets "x"');
     expect(err.message).toContain('namespace "kube-system"');
-    expect(err.message).toContain('Role "amlcert" in namespace "kube-system" (deploy/rbac.yaml)');
+    expect(err.message).toContain('Role "amlcert" in namespace "kube-system" (deploy/base/rbac.yaml)');
     expect(err.message).toContain('User "system:serviceaccount:azureml:amlcert" cannot get resource "secrets"');
     const svc = await amlcertFailure(cluster.getServiceIngress("some-other-service"));
     expect(svc.code).toBe("KUBE_FORBIDDEN");
