@@ -1,6 +1,6 @@
 /**
  * The KubeCluster contract against the fake (FakeKube) and against the real adapter on the Kubernetes API server
- * stand-in, authenticated as the amlcert ServiceAccount (every call authorized by deploy/rbac.yaml). One stand-in.
+ * stand-in, authenticated as the amlcert ServiceAccount (every call authorized by test/fixtures/rbac-adapters.yaml). One stand-in.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -47,7 +47,7 @@ describe("on the Kubernetes API server stand-in", () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "amlcert-kube-contract-"));
-    server = await startKubeServer({ pki: createTestPki(join(dir, "pki")), rbacFile: join(ROOT, "deploy/rbac.yaml") });
+    server = await startKubeServer({ pki: createTestPki(join(dir, "pki")), rbacFile: join(ROOT, "test/fixtures/rbac-adapters.yaml") });
     kubeconfig = server.writeKubeconfig(join(dir, "sa.kubeconfig"), { token: server.saToken });
   });
   afterAll(async () => {

@@ -2,7 +2,7 @@
  * The KubeCluster port (src/ports.ts) as the Kubernetes API server shows it, for one namespace: secrets (read, create,
  * replace with optimistic concurrency, list by label, delete), azureml-fe's load balancer ingress, and Events that are
  * best effort. The in-process fake (FakeKube) and the real adapter (kube-cluster.ts on the API server stand-in, as the
- * amlcert ServiceAccount under deploy/rbac.yaml) must both pass it.
+ * amlcert ServiceAccount under test/fixtures/rbac-adapters.yaml) must both pass it.
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import { AmlcertError } from "../../src/errors.js";

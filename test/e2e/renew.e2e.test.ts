@@ -69,7 +69,7 @@ describe("amlcert renew against Pebble and the stand-ins", () => {
   beforeAll(async () => {
     h = await startHarness({ pebbleEnv: { PEBBLE_AUTHZREUSE: "0" } });
     // versioned mode, opt-in since slots mode became the default (test/e2e/slots.e2e.test.ts); the harness's Role
-    // (deploy/rbac.yaml) still allows the list, create and delete it needs
+    // switches to the versioned overlay's Role for it (list, create and delete on Secrets)
     config = h.writeConfig({ renewal: { secretMode: "versioned" } });
   });
   beforeEach(async () => {

@@ -32,7 +32,7 @@ export async function runDemo(_argv: string[] = []): Promise<number> {
         `   ARM              ${h.arm.url}`,
         `   Entra ID         ${h.entra.url} (workload identity: AZURE_FEDERATED_TOKEN_FILE)`,
         `   DNS              ${h.dns.address} (authoritative for ${h.zone}, UDP+TCP)`,
-        `   Kubernetes API   ${c.kube.url} (RBAC from deploy/rbac.yaml)`,
+        `   Kubernetes API   ${c.kube.url} (RBAC: the Role deploy/overlays/cronjob renders)`,
         `   azureml-fe       ${c.fe.host}:${c.fe.port} (TLS 1.2) serving serial ${c.fe.servedSerial()} (hand-made, expires in 5 days)`,
         "",
       ].join("\n"),

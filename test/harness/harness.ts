@@ -67,7 +67,7 @@ export interface ClusterSpec {
  * default Role and the objects it may not create (both slots of secretName aml-tls, the ACME account secret, the
  * Lease, the history ConfigMap), created at start and again by reset() when missing. "versioned":
  * deploy/overlays/versioned (the same plus its Secret rule). `{ file }`: that RBAC file alone, nothing created (e.g.
- * deploy/rbac.yaml, the Role from before slots mode).
+ * test/fixtures/rbac-adapters.yaml, the adapters' whole surface).
  */
 export type HarnessRbac = "default" | "versioned" | { file: string };
 

@@ -1,6 +1,6 @@
 /**
  * The durable history in its ConfigMap, against the Kubernetes API server stand-in, authenticated as the amlcert
- * ServiceAccount: every call is authorized by the Role shipped in deploy/rbac.yaml (get/update on amlcert-history,
+ * ServiceAccount: every call is authorized by the Role shipped in test/fixtures/rbac-adapters.yaml (get/update on amlcert-history,
  * create on configmaps), so a call the Role does not allow fails here with 403.
  */
 import { execFile } from "node:child_process";
@@ -71,7 +71,7 @@ describe("history ConfigMap against the API server stand-in, as the amlcert Serv
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "amlcert-history-store-"));
     const pki = createTestPki(join(dir, "pki"));
-    kube = await startKubeServer({ pki, rbacFile: join(ROOT, "deploy/rbac.yaml") });
+    kube = await startKubeServer({ pki, rbacFile: join(ROOT, "test/fixtures/rbac-adapters.yaml") });
     saKubeconfig = kube.writeKubeconfig(join(dir, "sa.kubeconfig"), { token: kube.saToken });
     saSource = { kind: "kubeconfig", path: saKubeconfig };
   });

@@ -1,6 +1,6 @@
 /**
  * amlcert's Kubernetes adapter (KubeCluster and the Lease lock) against the API server stand-in, authenticated as
- * the amlcert ServiceAccount, so every call is authorized by the Role shipped in deploy/rbac.yaml: if the adapter
+ * the amlcert ServiceAccount, so every call is authorized by the Role shipped in test/fixtures/rbac-adapters.yaml: if the adapter
  * needed a permission the Role lacks, these tests would fail with 403.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -51,7 +51,7 @@ describe("Kubernetes adapter against the API server stand-in, as the amlcert Ser
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "amlcert-kube-cluster-"));
     pki = createTestPki(join(dir, "pki"));
-    kube = await startKubeServer({ pki, rbacFile: join(ROOT, "deploy/rbac.yaml") });
+    kube = await startKubeServer({ pki, rbacFile: join(ROOT, "test/fixtures/rbac-adapters.yaml") });
     const saConfig = kube.writeKubeconfig(join(dir, "sa.kubeconfig"), { token: kube.saToken, contexts: ["aks-westeurope", "aks-northeurope"] });
     saSource = { kind: "kubeconfig", path: saConfig, context: "aks-northeurope" };
     adminSource = { kind: "kubeconfig", path: kube.writeKubeconfig(join(dir, "admin.kubeconfig"), { token: kube.adminToken }) };

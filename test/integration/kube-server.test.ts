@@ -1,6 +1,6 @@
 /**
  * The Kubernetes API server stand-in, proved against the real `kubectl` (and the real @kubernetes/client-node):
- * discovery, tables, label selectors, create/replace/delete, jsonpath output, RBAC from deploy/rbac.yaml with the
+ * discovery, tables, label selectors, create/replace/delete, jsonpath output, RBAC from test/fixtures/rbac-adapters.yaml with the
  * real Forbidden wording, optimistic concurrency (409), validation (422), fault injection and watches.
  * kubectl trusts the test CA through certificate-authority-data only.
  */
@@ -16,7 +16,7 @@ import { startKubeServer, type KubeServer } from "../servers/kube-server.js";
 import { createTestPki, type TestPki } from "../servers/pki.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const RBAC_FILE = join(ROOT, "deploy/rbac.yaml");
+const RBAC_FILE = join(ROOT, "test/fixtures/rbac-adapters.yaml");
 const SA_USER = "system:serviceaccount:azureml:amlcert";
 
 interface Run {

@@ -146,7 +146,7 @@ describe("Kubernetes requests through client-node", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "amlcert-request-metrics-kube-"));
     pki = createTestPki(join(dir, "pki"));
-    kube = await startKubeServer({ pki, rbacFile: join(ROOT, "deploy/rbac.yaml") });
+    kube = await startKubeServer({ pki, rbacFile: join(ROOT, "test/fixtures/rbac-adapters.yaml") });
     kubeconfig = kube.writeKubeconfig(join(dir, "sa.kubeconfig"), { token: kube.saToken });
   });
   afterAll(async () => {

@@ -3,7 +3,7 @@
  * @kubernetes/client-node work against it unmodified: discovery (/version, /api, /apis and each group version),
  * Secrets, Services, ConfigMaps, Events (core and events.k8s.io), Leases, Namespaces, RBAC objects and
  * SelfSubjectAccessReview; tables for `kubectl get`; watches; bearer-token authentication; and RBAC authorization
- * from the shipped deploy/rbac.yaml, so a call the shipped Role does not allow gets the real 403.
+ * from a Role file (the harness renders the shipped deploy/overlays), so a call that Role does not allow gets the real 403.
  *
  * Knobs for tests and the harness: fault injection (status codes, latency), a request log without tokens, direct
  * store access (seed and inspect secrets, services, events), and kubeconfig files that trust the test CA.
@@ -47,7 +47,7 @@ export interface ServiceSeed {
 
 export interface KubeServerOptions {
   pki: Pick<TestPki, "certPem" | "keyPem" | "caPem">;
-  /** multi-document YAML with ServiceAccounts, Roles and bindings (deploy/rbac.yaml) */
+  /** multi-document YAML with ServiceAccounts, Roles and bindings (e.g. the rendered deploy/overlays/cronjob) */
   rbacFile: string;
   /** the ServiceAccount whose token is `saToken` (default azureml/amlcert); must be in rbacFile */
   serviceAccount?: { namespace: string; name: string };
