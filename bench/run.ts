@@ -323,7 +323,7 @@ async function daemonSection(s: Stage, o: Options, results: Results, log: (m: st
   const now = Date.now();
   await s.h.seedCertificateInPlace({ notBefore: new Date(now - 86_400_000), notAfter: new Date(now + 89 * 86_400_000), name: "aml-tls-a" });
   log(`daemon: ${o.cycles} scheduled cycles on a compressed clock`);
-  const r = await timed(process.execPath, [join(ROOT, "dist/bench-bin/daemon-cycles.js"), s.config, String(o.cycles)], { env: s.h.cliEnv(), rss: true, timeoutMs: 60 * 60_000 });
+  const r = await timed(process.execPath, [join(ROOT, "dist/bench-bin/daemon-cycles.js"), s.config, String(o.cycles)], { env: s.h.cliEnv(amlcertExtraEnv()), rss: true, timeoutMs: 60 * 60_000 });
   if (r.code !== 0) throw fail("daemon cycles", r);
   const report = JSON.parse(r.stdout.trim().split("\n").pop()!) as { cycles: number; elapsedMs: number; samples: Array<{ cycle: number; rssMiB: number; heapUsedMiB: number }>; outcomes: Record<string, number> };
   results.daemon = { ...report, peakRssMiB: r.rssMiB };
@@ -470,7 +470,8 @@ async function main(): Promise<void> {
   const cmd = `bash scripts/bench.sh${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(" ")}` : ""}`;
   const header = `## Benchmark results (${results.startedAt})\n\n\`${cmd}\` on ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}, ` +
     `${(results.versions as Record<string, string>).lego ?? ""}; ${(results.versions as Record<string, string>).certbot ?? ""}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(" ")}.`;
-  const text = `${header}\n\n${markdown}\n`;
+  const extra = [process.env.BENCH_NODE_OPTIONS && `BENCH_NODE_OPTIONS="${process.env.BENCH_NODE_OPTIONS}"`, process.env.BENCH_AMLCERT_ENV && `BENCH_AMLCERT_ENV='${process.env.BENCH_AMLCERT_ENV}'`].filter(Boolean);
+  const text = `${header}${extra.length ? ` amlcert ran with ${extra.join(" ")}.` : ""}\n\n${markdown}\n`;
   process.stdout.write(text);
   mkdirSync(o.out, { recursive: true });
   const stamp = String(results.startedAt).replace(/[:.]/g, "-");
