@@ -38,6 +38,11 @@ export async function runDemo(_argv: string[] = []): Promise<number> {
       ].join("\n"),
     );
     const config = h.writeConfig({ log: { format: "pretty" } });
+    // as README "The first run over a secret you made" says: the Role may read the hand-made secret (get, by name)
+    const role = c.kube.store.peek("roles", "azureml", "amlcert")!;
+    const rules = [...((role.rules as object[] | undefined) ?? []), { apiGroups: [""], resources: ["secrets"], resourceNames: ["aml-tls-manual"], verbs: ["get"] }];
+    c.kube.putObject({ ...(role as object), apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", rules } as never);
+    process.stderr.write("   the Role also allows get on secret aml-tls-manual (the hand-made one), so the first run can plan on it\n\n");
 
     say("amlcert plan");
     const plan = await h.runCli(["plan", "--config", config], { onStderr: (s) => process.stderr.write(s) });
