@@ -121,6 +121,7 @@ describe("parseDuration and formatDuration", () => {
     [2000, "2s"],
     [1500, "1500ms"],
     [90 * 60_000, "90m"],
+    [0, "0s"],
   ])("%d ms is written %s", (ms, text) => expect(formatDuration(ms)).toBe(text));
 });
 
