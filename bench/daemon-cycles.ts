@@ -13,25 +13,13 @@ import { createLogger } from "../src/observability/logger.js";
 import { createApp } from "../src/app/compose.js";
 import { createMetrics } from "../src/observability/metrics.js";
 import { serveDaemon } from "../src/app/serve.js";
-import { abortReason, type Clock } from "../src/ports.js";
+import { abortableSleep, type Clock } from "../src/ports.js";
 
 function compressedClock(factor: number): Clock {
   const realStart = Date.now();
   return {
     now: () => new Date(realStart + (Date.now() - realStart) * factor),
-    sleep: (ms, signal) =>
-      new Promise((resolve, reject) => {
-        if (signal?.aborted) return reject(abortReason(signal));
-        const onAbort = () => {
-          clearTimeout(timer);
-          reject(abortReason(signal!));
-        };
-        const timer = setTimeout(() => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve();
-        }, ms / factor);
-        signal?.addEventListener("abort", onAbort, { once: true });
-      }),
+    sleep: (ms, signal) => abortableSleep(ms / factor, signal),
   };
 }
 

@@ -228,24 +228,43 @@ export function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("the operation was aborted", "AbortError");
 }
 
-export const systemClock: Clock = {
-  now: () => new Date(),
-  sleep: (ms, signal) =>
-    new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(abortReason(signal));
-      const onAbort = () => {
-        clearTimeout(timer);
-        reject(abortReason(signal!));
-      };
-      const timer = setTimeout(() => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve();
-      }, ms);
-      signal?.addEventListener("abort", onAbort, { once: true });
-    }),
-};
+/** A real-time wait of `ms` that rejects with the signal's reason as soon as `signal` aborts (no timer is left). */
+export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortReason(signal));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortReason(signal!));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+export const systemClock: Clock = { now: () => new Date(), sleep: abortableSleep };
 
 /** Which external system a request went to, for the requests-by-status metric. */
 export type RequestSystem = "acme" | "arm" | "entra" | "kubernetes" | "keyvault";
+/** A retry an adapter is about to make (ARM, the Kubernetes API): what went wrong with the try, and the wait. The
+ * composition root logs it. */
+export interface RetryNotice {
+  /** e.g. "PUT /subscriptions/…: ARM answered 429 TooManyRequests (Retry-After 1 s); retrying in 1.2 s (try 2 of 5)" */
+  message: string;
+  method: string;
+  path: string;
+  /** the try that failed (1 = the first) */
+  attempt: number;
+  attempts: number;
+  waitMs: number;
+  /** the status the server answered, or undefined when no answer came */
+  status?: number;
+  /** "timeout", or the connection error's code */
+  error?: string;
+  retryAfterMs?: number;
+}
+
 /** Told of every HTTP response (status code as a string) or transport failure ("error") an adapter sees. */
 export type RequestObserver = (system: RequestSystem, status: string) => void;

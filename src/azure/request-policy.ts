@@ -15,7 +15,8 @@
  * this retry is the only one and the observer below it sees each try exactly once.
  * The types are structural so that this module needs no Azure package of its own.
  */
-import type { RequestObserver, RequestSystem } from "../ports.js";
+import { abortableSleep, type RequestObserver, type RequestSystem, type RetryNotice } from "../ports.js";
+export type { RetryNotice } from "../ports.js";
 import { parseRetryAfter } from "../retry-after.js";
 
 export interface PipelinePolicyLike {
@@ -71,23 +72,6 @@ export interface ArmRetryOptions {
   maxRetryAfterMs?: number;
   /** told of every retry before its wait (the composition root logs it) */
   onRetry?: (retry: RetryNotice) => void;
-}
-
-/** A retry about to happen: what went wrong with the try, and how long the policy waits. */
-export interface RetryNotice {
-  /** e.g. "PUT /subscriptions/…: ARM answered 429 TooManyRequests (Retry-After 1 s); retrying in 1.2 s (try 2 of 5)" */
-  message: string;
-  method: string;
-  path: string;
-  /** the try that failed (1 = the first) */
-  attempt: number;
-  attempts: number;
-  waitMs: number;
-  /** the status ARM answered, or undefined when no answer came */
-  status?: number;
-  /** "timeout", or the connection error's code */
-  error?: string;
-  retryAfterMs?: number;
 }
 
 export const ARM_RETRY_DEFAULTS: Required<Omit<ArmRetryOptions, "onRetry">> = {
@@ -176,20 +160,6 @@ const RETRY_STATUS = (s: number) => s === 408 || s === 429 || (s >= 500 && s !==
 /** Node and core-rest-pipeline codes for "no server answered": worth another try. */
 const TRANSIENT_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ESOCKETTIMEDOUT", "EPIPE", "EAI_AGAIN", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH"]);
 
-const defaultSleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-
 /** ARM's `{ error: { code, message } }`, when the body holds one. */
 function armErrorOf(body: string | null | undefined): { code?: string; message?: string } {
   if (!body) return {};
@@ -212,7 +182,7 @@ const pathOf = (url: string) => {
 
 export function armRetryPolicy(retry: Partial<ArmRetryOptions> = {}, timing: RetryTiming = {}): PolicyConfig {
   const o = { ...ARM_RETRY_DEFAULTS, ...Object.fromEntries(Object.entries(retry).filter(([, v]) => v !== undefined)) } as Required<Omit<ArmRetryOptions, "onRetry">> & ArmRetryOptions;
-  const sleep = timing.sleep ?? defaultSleep;
+  const sleep = timing.sleep ?? abortableSleep;
   const random = timing.random ?? Math.random;
   const seconds = (ms: number) => (ms < 100 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`);
   return {

@@ -24,7 +24,7 @@ import {
 } from "@kubernetes/client-node";
 import { AmlcertError, type Stage } from "../errors.js";
 import type { LogSink } from "../observability/logger.js";
-import type { RequestObserver } from "../ports.js";
+import type { RequestObserver, RetryNotice } from "../ports.js";
 import { parseRetryAfter } from "../retry-after.js";
 
 export type KubeSource = (
@@ -71,19 +71,8 @@ export interface KubeRetryOptions {
   onRetry?: (retry: KubeRetryNotice) => void;
 }
 
-/** A retry about to happen. */
-export interface KubeRetryNotice {
-  /** e.g. "GET /api/v1/namespaces/azureml/secrets/x: the API server answered 429 (Retry-After 1 s); retrying in 1 s (try 2 of 5)" */
-  message: string;
-  method: string;
-  path: string;
-  attempt: number;
-  attempts: number;
-  waitMs: number;
-  status?: number;
-  /** "timeout", or the connection error's code */
-  error?: string;
-}
+/** A retry about to happen (the same notice as ARM's). */
+export type KubeRetryNotice = RetryNotice;
 
 export const KUBE_RETRY_DEFAULTS = { timeoutMs: 30_000, maxRetries: 4, maxRetryAfterMs: 30_000, retryDelayMs: 500, maxRetryDelayMs: 10_000 } as const;
 
