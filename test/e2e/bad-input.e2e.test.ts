@@ -16,7 +16,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "n
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify } from "yaml";
-import { startHarness, type CliRun, type Harness } from "../harness/harness.js";
+import { startHarness, type CliRun, type Harness, resultLine } from "../harness/harness.js";
 import { inspectPair, pemBlocks } from "../../src/certs/certificate.js";
 import { encryptKey, sec1Key } from "../support/certs.js";
 
@@ -83,11 +83,7 @@ function txtLeft(h: Harness): string[] {
   return h.zones.allZones().flatMap((z) => h.zones.listRecordSets(z, "TXT").map((r) => `${r.name}.${z.name}`));
 }
 
-function result(run: CliRun): Record<string, unknown> {
-  const r = run.lines.find((l) => l.fqdn === FQDN);
-  if (!r) throw new Error(`no result line for ${FQDN} (exit ${run.code})\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
-  return r;
-}
+const result = (run: CliRun) => resultLine(run, FQDN);
 
 /** The problem lines of a configuration error ("  - <field>: <message>"). */
 const problemLines = (run: CliRun) => run.stderr.split("\n").filter((l) => l.startsWith("  - ")).map((l) => l.slice(4));

@@ -18,7 +18,7 @@ import { X509Certificate } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { inspectPair } from "../../src/certs/certificate.js";
 import { ANNOTATION, LABEL_MANAGED_BY, LABEL_SECRET_BASE, MANAGED_BY } from "../../src/renewal/certificate-version.js";
-import { startHarness, type CliRun, type Harness, type SpawnedCli } from "../harness/harness.js";
+import { startHarness, type CliRun, type Harness, type SpawnedCli, resultLine } from "../harness/harness.js";
 import { ArmHttpError } from "../servers/arm-http.js";
 import type { RequestRecord } from "../servers/kube-server.js";
 import type { AcmeRequestKind } from "../servers/acme-front.js";
@@ -175,11 +175,7 @@ const POINTS: KillPoint[] = [
   { name: "before the Lease is released", arm: kube(leaseWrite, "before", 2), ordered: true, stored: true, rerun: "none" },
 ];
 
-function result(run: CliRun): Record<string, unknown> {
-  const r = run.lines.find((l) => l.fqdn === FQDN);
-  if (!r) throw new Error(`no result line for ${FQDN} (exit ${run.code})\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
-  return r;
-}
+const result = (run: CliRun) => resultLine(run, FQDN);
 
 const notAfterOf = (pem: string) => Date.parse(new X509Certificate(pem).validTo);
 /** orders the CA saw (one the front held back before Pebble saw it is not an order) */

@@ -12,22 +12,16 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify } from "yaml";
-import { OBJECT_ID, startHarness, type CliRun, type Harness } from "../harness/harness.js";
+import { OBJECT_ID, startHarness, type CliRun, type Harness, resultLine } from "../harness/harness.js";
 import { startKeyVaultServer, VAULT_DNS_SUFFIX, type KeyVaultServer } from "../servers/keyvault-server.js";
 import { LOCALHOST_NAMES_MODULE } from "../servers/localhost-names.js";
 import { makeTestCa, type TestIssuer } from "../support/certs.js";
-import { derOf, makeSourceLeaf, type SourceLeaf, type SourceLeafOptions } from "../support/source-certs.js";
+import { derOf, makeSourceLeaf, type SourceLeaf, type SourceLeafOptions, validDays as valid } from "../support/source-certs.js";
 
 const FQDN = "ml.contoso.test";
 const CERT = "ml-contoso";
-const DAY = 86_400_000;
-const valid = (fromDays: number, toDays: number) => ({ notBefore: new Date(Date.now() + fromDays * DAY), notAfter: new Date(Date.now() + toDays * DAY) });
 
-function result(run: CliRun): Record<string, unknown> {
-  const r = run.lines.find((l) => l.fqdn === FQDN);
-  if (!r) throw new Error(`no result line for ${FQDN} (exit ${run.code})\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
-  return r;
-}
+const result = (run: CliRun) => resultLine(run, FQDN);
 
 describe("a Key Vault certificate as the source", () => {
   let h: Harness;

@@ -9,21 +9,15 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify } from "yaml";
-import { startHarness, type CliRun, type Harness } from "../harness/harness.js";
+import { startHarness, type CliRun, type Harness, resultLine } from "../harness/harness.js";
 import { makeTestCa, type TestIssuer } from "../support/certs.js";
-import { makeSourceLeaf, type SourceLeaf } from "../support/source-certs.js";
+import { makeSourceLeaf, type SourceLeaf, validDays as valid } from "../support/source-certs.js";
 
 const FQDN = "ml.contoso.test";
 const NAMESPACE = "web-certs";
 const SOURCE = "ml-contoso-tls";
-const DAY = 86_400_000;
-const valid = (fromDays: number, toDays: number) => ({ notBefore: new Date(Date.now() + fromDays * DAY), notAfter: new Date(Date.now() + toDays * DAY) });
 
-function result(run: CliRun): Record<string, unknown> {
-  const r = run.lines.find((l) => l.fqdn === FQDN);
-  if (!r) throw new Error(`no result line for ${FQDN} (exit ${run.code})\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
-  return r;
-}
+const result = (run: CliRun) => resultLine(run, FQDN);
 const errorMessage = (run: CliRun) => String((result(run).error as { message?: string } | undefined)?.message ?? "");
 
 describe("a Kubernetes TLS secret as the source", () => {

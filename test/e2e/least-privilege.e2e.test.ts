@@ -9,7 +9,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DNS_RG, OBJECT_ID, ROOT, SUBSCRIPTION, startHarness, type CliRun, type Harness } from "../harness/harness.js";
+import { DNS_RG, OBJECT_ID, ROOT, SUBSCRIPTION, startHarness, type CliRun, type Harness, resultLine } from "../harness/harness.js";
 import { deployManifests } from "../servers/kube-rbac.js";
 import type { KObj } from "../servers/kube-resources.js";
 
@@ -26,11 +26,7 @@ interface Rule {
   resourceNames?: string[];
 }
 
-function result(run: CliRun): Record<string, unknown> {
-  const r = run.lines.find((l) => l.fqdn === FQDN);
-  if (!r) throw new Error(`no result line for ${FQDN} (exit ${run.code})\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
-  return r;
-}
+const result = (run: CliRun) => resultLine(run, FQDN);
 
 /** The Role the harness loads, as rendered (the harness renames the shipped slots to its secretName aml-tls). */
 const renderedRole = () => deployManifests(ROOT, "cronjob", "aml-tls").rbac.find((o) => o.kind === "Role")! as KObj & { apiVersion: string; kind: string; rules: Rule[] };

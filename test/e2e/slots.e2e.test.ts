@@ -6,7 +6,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startHarness, type CliRun, type Harness } from "../harness/harness.js";
+import { startHarness, type CliRun, type Harness, resultLine } from "../harness/harness.js";
 
 const FQDN = "ml.contoso.test";
 const SLOT_A = "aml-tls-a";
@@ -15,11 +15,7 @@ const DAY = 86_400_000;
 const notDue = () => ({ notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 89 * DAY) });
 const inWindow = () => ({ notBefore: new Date(Date.now() - 61 * DAY), notAfter: new Date(Date.now() + 29 * DAY) });
 
-function result(run: CliRun): Record<string, unknown> {
-  const r = run.lines.find((l) => l.fqdn === FQDN);
-  if (!r) throw new Error(`no result line for ${FQDN} (exit ${run.code})\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
-  return r;
-}
+const result = (run: CliRun) => resultLine(run, FQDN);
 
 describe("slots mode against Pebble and the stand-ins", () => {
   let h: Harness;

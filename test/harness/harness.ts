@@ -438,15 +438,20 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       ...extra,
     });
 
+    /** The built CLI as a child; its output is also kept for the secret scan after the suite (test/support/secret-scan.ts). */
+    const startCli = (args: string[], env?: Record<string, string>) => {
+      const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+      const tee = teeCliOutput(args);
+      child.stdout.on("data", (d: Buffer) => tee.stdout(d.toString()));
+      child.stderr.on("data", (d: Buffer) => tee.stderr(d.toString()));
+      return child;
+    };
+
     const runCli = (args: string[], o: CliOptions = {}) =>
       new Promise<CliRun>((resolvePromise, reject) => {
-        const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(o.env), stdio: ["ignore", "pipe", "pipe"] });
+        const child = startCli(args, o.env);
         let stdout = "";
         let stderr = "";
-        // every CLI child's output is kept for the secret scan after the suite (test/support/secret-scan.ts)
-        const tee = teeCliOutput(args);
-        child.stdout.on("data", (d: Buffer) => tee.stdout(d.toString()));
-        child.stderr.on("data", (d: Buffer) => tee.stderr(d.toString()));
         child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
         child.stderr.on("data", (d: Buffer) => {
           stderr += d.toString();
@@ -468,14 +473,11 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       });
 
     const spawnCli = (args: string[], o: { env?: Record<string, string> } = {}): SpawnedCli => {
-      const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(o.env), stdio: ["ignore", "pipe", "pipe"] });
+      const child = startCli(args, o.env);
       let stdout = "";
       let stderr = "";
       const waiters = new Set<() => void>();
       const wake = () => waiters.forEach((w) => w());
-      const tee = teeCliOutput(args);
-      child.stdout.on("data", (d: Buffer) => tee.stdout(d.toString()));
-      child.stderr.on("data", (d: Buffer) => tee.stderr(d.toString()));
       child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
       child.stderr.on("data", (d: Buffer) => {
         stderr += d.toString();
@@ -740,6 +742,13 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Objects merge; arrays and scalars replace; `undefined` deletes. */
+/** The result line a run printed for `fqdn`; throws with the run's output when there is none. */
+export function resultLine(run: CliRun, fqdn: string): Record<string, unknown> {
+  const r = run.lines.find((l) => l.fqdn === fqdn);
+  if (!r) throw new Error(`no result line for ${fqdn} (exit ${run.code})\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
+  return r;
+}
+
 export function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {

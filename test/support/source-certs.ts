@@ -90,3 +90,7 @@ export function pkcs12Of(keyPem: string, certsPem: string, opts: { password?: st
 export function derOf(certPem: string): Buffer {
   return Buffer.from(certPem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, ""), "base64");
 }
+
+const DAY = 86_400_000;
+/** A validity from `fromDays` to `toDays` days from now (negative: in the past). */
+export const validDays = (fromDays: number, toDays: number) => ({ notBefore: new Date(Date.now() + fromDays * DAY), notAfter: new Date(Date.now() + toDays * DAY) });
